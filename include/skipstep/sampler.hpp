@@ -1,0 +1,295 @@
+/// @file
+/// The sampling loop: m = predictor(x, t_i); x ← step_i(x, m, z_i); callback(i, t_i, x, x̂0). Every step's
+/// coefficients are computed once, in double, when the sampler is built; the loop itself does not allocate once a
+/// workspace exists. DDIM (any sigma policy), ancestral DDPM and DDIM inversion share the loop.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "skipstep/detail/error.hpp"
+#include "skipstep/predictor.hpp"
+#include "skipstep/schedule/noise_schedule.hpp"
+#include "skipstep/schedule/timesteps.hpp"
+#include "skipstep/step/affine_step.hpp"
+#include "skipstep/step/ddim.hpp"
+#include "skipstep/step/ddpm.hpp"
+#include "skipstep/step/noise_source.hpp"
+#include "skipstep/step/sigma.hpp"
+#include "skipstep/step/transitions.hpp"
+#include "skipstep/step/x0_transform.hpp"
+#include "skipstep/tensor.hpp"
+
+namespace skipstep {
+
+/// Options shared by all samplers.
+struct sampler_options {
+  prediction_type prediction = prediction_type::epsilon;  ///< what the predictor outputs.
+  x0_processing processing = x0_processing::none();       ///< clip / dynamic thresholding of x̂0.
+  step_convention convention = step_convention::consistent;
+  std::size_t num_samples = 1;  ///< x holds this many equal, contiguous samples (thresholding and noise streams).
+};
+
+/// What a per-step callback sees.
+struct step_info {
+  std::size_t step_index;     ///< i = 0..N−1.
+  std::size_t num_steps;      ///< N.
+  std::int64_t timestep;      ///< t_i the model was evaluated at.
+  double alpha_cumprod_from;  ///< level before the step.
+  double alpha_cumprod_to;    ///< level after the step.
+};
+
+/// Marker: no per-step callback.
+struct no_callback {};
+
+/// How a run ended.
+struct sample_result {
+  std::size_t steps_run = 0;
+  bool cancelled = false;
+};
+
+/// Buffers a run needs, created once per tensor shape and reused: the model output (for writing predictors),
+/// x̂0 (for callbacks), and one sample's scratch (dynamic thresholding).
+template <Tensor X>
+struct sampler_workspace {
+  using value_type = tensor_value_t<X>;
+  X model_output;
+  std::vector<value_type> x0;
+  std::vector<value_type> scratch;
+
+  explicit sampler_workspace(const X& like) : model_output(like), x0(elements(like).size()), scratch(x0.size()) {}
+};
+
+/// A configured sampler: the list of step transitions and their coefficients, plus the loop.
+class sampler {
+ public:
+  /// The transitions (levels) of every step.
+  [[nodiscard]] const std::vector<step_transition>& transitions() const noexcept { return transitions_; }
+  /// The coefficients of every step, computed in double at construction.
+  [[nodiscard]] const std::vector<affine_step>& coefficients() const noexcept { return coefficients_; }
+  /// N, the number of model evaluations of a full run.
+  [[nodiscard]] std::size_t num_steps() const noexcept { return transitions_.size(); }
+  /// The options the sampler was built with.
+  [[nodiscard]] const sampler_options& options() const noexcept { return options_; }
+  /// True when some step adds noise (then `sample` needs a noise source).
+  [[nodiscard]] bool is_stochastic() const noexcept {
+    for (std::size_t i = 0; i < transitions_.size(); ++i)
+      if (step_draws_noise(i)) return true;
+    return false;
+  }
+
+  /// Runs steps first_step..N−1 in place on x (a full run from x_T when first_step = 0; img2img starts later, see
+  /// first_step_for_strength). `noise` is a NoiseSource or no_noise; `callback(step_info, span x, span x̂0)` may
+  /// return false to cancel. No allocation happens inside the loop (for a WritingPredictor).
+  template <Tensor X, EpsilonPredictor<X> F, class Noise = no_noise, class Callback = no_callback>
+  sample_result sample(F&& predictor, X& x, Noise&& noise, sampler_workspace<X>& workspace,
+                       Callback&& callback = {}, std::size_t first_step = 0) const {
+    using T = tensor_value_t<X>;
+    constexpr const char* fn = "sampler::sample";
+    using noise_t = std::remove_cvref_t<Noise>;
+    constexpr bool has_noise = !std::is_same_v<noise_t, no_noise>;
+    static_assert(!has_noise || NoiseSource<noise_t, T>,
+                  "skipstep::sampler::sample: noise must be no_noise or callable as noise(std::span<T>, "
+                  "noise_position)");
+    constexpr bool has_callback = !std::is_same_v<std::remove_cvref_t<Callback>, no_callback>;
+    const std::span<T> xs = elements(x);
+    if (xs.empty()) detail::throw_invalid(fn, "x.size()", "must be > 0", 0);
+    if (xs.size() % options_.num_samples != 0)
+      detail::throw_invalid(fn, "x.size()",
+                            "must be a multiple of num_samples = " + std::to_string(options_.num_samples), xs.size());
+    if (workspace.x0.size() != xs.size())
+      detail::throw_invalid(fn, "workspace size", "must match x.size() = " + std::to_string(xs.size()),
+                            workspace.x0.size());
+    if (first_step > num_steps())
+      detail::throw_invalid(fn, "first_step", "must be <= num_steps = " + std::to_string(num_steps()), first_step);
+    if constexpr (!has_noise) {
+      for (std::size_t i = first_step; i < num_steps(); ++i)
+        if (step_draws_noise(i))
+          detail::throw_invalid(fn, "noise", "is no_noise but step " + std::to_string(i) + " adds noise", "no_noise");
+    }
+    const std::span<T> x0_out = has_callback ? std::span<T>(workspace.x0) : std::span<T>();
+    sample_result result;
+    for (std::size_t i = first_step; i < num_steps(); ++i) {
+      const step_transition& tr = transitions_[i];
+      auto run_step = [&](std::span<const T> m) {
+        if (m.size() != xs.size())
+          detail::throw_invalid(fn, "model output size", "must equal x.size() = " + std::to_string(xs.size()),
+                                m.size());
+        if constexpr (has_noise) {
+          if (step_draws_noise(i)) {
+            apply_step(coefficients_[i], xs, m, options_.processing, options_.num_samples, noise, i, x0_out,
+                       std::span<T>(workspace.scratch));
+            return;
+          }
+        }
+        apply_step(coefficients_[i], xs, m, options_.processing, options_.num_samples, no_noise{}, i, x0_out,
+                   std::span<T>(workspace.scratch));
+      };
+      if constexpr (WritingPredictor<F, X>) {
+        predictor(std::as_const(x), tr.timestep, workspace.model_output);
+        run_step(elements(std::as_const(workspace.model_output)));
+      } else {
+        const auto out = predictor(std::as_const(x), tr.timestep);
+        run_step(elements(out));
+      }
+      ++result.steps_run;
+      if constexpr (has_callback) {
+        const step_info info{i, num_steps(), tr.timestep, tr.alpha_cumprod_from, tr.alpha_cumprod_to};
+        using cb_result = std::invoke_result_t<Callback&, const step_info&, std::span<const T>, std::span<const T>>;
+        if constexpr (std::is_same_v<cb_result, void>) {
+          callback(info, std::span<const T>(xs), std::span<const T>(x0_out));
+        } else if (!callback(info, std::span<const T>(xs), std::span<const T>(x0_out))) {
+          result.cancelled = true;
+          break;
+        }
+      }
+    }
+    return result;
+  }
+
+  /// Convenience overload that makes a workspace for this call (one allocation per run, none per step).
+  template <Tensor X, EpsilonPredictor<X> F, class Noise = no_noise, class Callback = no_callback>
+  sample_result sample(F&& predictor, X& x, Noise&& noise = {}, Callback&& callback = {},
+                       std::size_t first_step = 0) const {
+    sampler_workspace<X> workspace(x);
+    return sample(std::forward<F>(predictor), x, std::forward<Noise>(noise), workspace,
+                  std::forward<Callback>(callback), first_step);
+  }
+
+ protected:
+  /// The per-step data a sampler runs on.
+  struct plan {
+    std::vector<step_transition> transitions;
+    std::vector<affine_step> coefficients;
+  };
+
+  sampler(plan p, sampler_options options)
+      : transitions_(std::move(p.transitions)), coefficients_(std::move(p.coefficients)), options_(options) {
+    if (options_.num_samples == 0) detail::throw_invalid("sampler", "options.num_samples", "must be >= 1", 0);
+  }
+
+  [[nodiscard]] bool step_draws_noise(std::size_t i) const noexcept {
+    return transitions_[i].noise_allowed && coefficients_[i].noise_std != 0.0;
+  }
+
+ private:
+  std::vector<step_transition> transitions_;
+  std::vector<affine_step> coefficients_;
+  sampler_options options_;
+};
+
+/// DDIM sampler (Song et al. 2021) with a sigma policy: eta{0} deterministic DDIM, eta{1} DDPM posterior,
+/// larger_variance (σ̂), sigma_list or any callable of step_context.
+class ddim_sampler : public sampler {
+ public:
+  template <class Real, SigmaPolicy Policy = eta>
+  ddim_sampler(const noise_schedule<Real>& schedule, const timestep_schedule& timesteps, Policy policy = eta{0.0},
+               sampler_options options = {})
+      : sampler(build(schedule, timesteps, policy, options), options) {}
+
+ private:
+  template <class Real, class Policy>
+  static plan build(const noise_schedule<Real>& schedule,
+                                                                                const timestep_schedule& timesteps,
+                                                                                const Policy& policy,
+                                                                                const sampler_options& options) {
+    auto transitions = ddim_transitions(schedule, timesteps, options.convention);
+    std::vector<affine_step> coefficients(transitions.size());
+    for (std::size_t i = 0; i < transitions.size(); ++i) {
+      const step_transition& tr = transitions[i];
+      const step_context ctx{tr.alpha_cumprod_from, tr.alpha_cumprod_to, i, transitions.size(), tr.timestep,
+                             tr.target_timestep};
+      sigma_choice sigma = detail::evaluate_sigma(policy, ctx);
+      if (!tr.noise_allowed) sigma.noise_std = 0.0;
+      coefficients[i] = ddim_step(options.prediction, tr.alpha_cumprod_from, tr.alpha_cumprod_to, sigma);
+    }
+    return {std::move(transitions), std::move(coefficients)};
+  }
+};
+
+/// Ancestral DDPM sampler (Ho et al. 2020, Algorithm 2) over any timestep list (respaced DDPM), with a fixed
+/// variance type. Learned variance types need the model's variance output: use apply_ddpm_learned_step.
+class ddpm_sampler : public sampler {
+ public:
+  template <class Real>
+  ddpm_sampler(const noise_schedule<Real>& schedule, const timestep_schedule& timesteps,
+               variance_type variance = variance_type::fixed_small, sampler_options options = {})
+      : sampler(build(schedule, timesteps, variance, options), options) {}
+
+ private:
+  template <class Real>
+  static plan build(const noise_schedule<Real>& schedule,
+                                                                                const timestep_schedule& timesteps,
+                                                                                variance_type variance,
+                                                                                const sampler_options& options) {
+    if (variance == variance_type::learned || variance == variance_type::learned_range)
+      detail::throw_invalid("ddpm_sampler", "variance", "must be a fixed type (learned types: apply_ddpm_learned_step)",
+                            static_cast<int>(variance));
+    auto transitions = ddpm_transitions(schedule, timesteps, options.convention);
+    std::vector<affine_step> coefficients(transitions.size());
+    for (std::size_t i = 0; i < transitions.size(); ++i) {
+      const step_transition& tr = transitions[i];
+      coefficients[i] = ddpm_step(options.prediction, tr.alpha_cumprod_from, tr.alpha_cumprod_to, variance,
+                                  tr.noise_allowed);
+    }
+    return {std::move(transitions), std::move(coefficients)};
+  }
+};
+
+/// DDIM inversion (Song et al. 2021 §4.3; Mokady et al. 2023): runs the deterministic DDIM step upwards, from a clean
+/// sample to noise, over the same timestep list a ddim_sampler walks down.
+class ddim_inverse_sampler : public sampler {
+ public:
+  template <class Real>
+  ddim_inverse_sampler(const noise_schedule<Real>& schedule, const timestep_schedule& timesteps,
+                       sampler_options options = {})
+      : sampler(build(schedule, timesteps, options), options) {}
+
+ private:
+  template <class Real>
+  static plan build(const noise_schedule<Real>& schedule,
+                                                                                const timestep_schedule& timesteps,
+                                                                                const sampler_options& options) {
+    if (options.processing.mode == x0_processing::kind::dynamic_threshold)
+      detail::throw_invalid("ddim_inverse_sampler", "options.processing", "supports none or clip",
+                            "dynamic_threshold");
+    auto transitions = inversion_transitions(schedule, timesteps, options.convention);
+    std::vector<affine_step> coefficients(transitions.size());
+    for (std::size_t i = 0; i < transitions.size(); ++i)
+      coefficients[i] = ddim_step(options.prediction, transitions[i].alpha_cumprod_from,
+                                  transitions[i].alpha_cumprod_to, sigma_choice{});
+    return {std::move(transitions), std::move(coefficients)};
+  }
+};
+
+/// The forward process q(x_t | x_0) (Ho et al. 2020, eq. 4; diffusers `add_noise`): out = √ā_t·x0 + √(1−ā_t)·noise.
+template <class Real, class T>
+void add_noise(const noise_schedule<Real>& schedule, std::span<const T> x0, std::span<const T> noise,
+               std::int64_t t, std::span<T> out) {
+  if (t < 0 || static_cast<std::size_t>(t) >= schedule.num_train_timesteps())
+    detail::throw_invalid("add_noise", "t", "must be in [0, T = " + std::to_string(schedule.num_train_timesteps()) + ")",
+                          t);
+  if (noise.size() != x0.size() || out.size() != x0.size())
+    detail::throw_invalid("add_noise", "noise.size() / out.size()",
+                          "must equal x0.size() = " + std::to_string(x0.size()), noise.size());
+  const auto a = static_cast<T>(schedule.sqrt_alpha_cumprod(static_cast<std::size_t>(t)));
+  const auto b = static_cast<T>(schedule.sqrt_one_minus_alpha_cumprod(static_cast<std::size_t>(t)));
+  for (std::size_t i = 0; i < x0.size(); ++i) out[i] = a * x0[i] + b * noise[i];
+}
+
+/// img2img (diffusers StableDiffusionImg2ImgPipeline.get_timesteps): with strength s in [0, 1] a run of N steps
+/// starts at step N − min(⌊N·s⌋, N); the input is noised to that step's timestep with add_noise first.
+[[nodiscard]] inline std::size_t first_step_for_strength(std::size_t num_steps, double strength) {
+  if (!(strength >= 0.0 && strength <= 1.0))
+    detail::throw_invalid("first_step_for_strength", "strength", "must be in [0, 1]", strength);
+  const auto init = std::min(static_cast<std::size_t>(static_cast<double>(num_steps) * strength), num_steps);
+  return num_steps - init;
+}
+
+}  // namespace skipstep

@@ -1,0 +1,164 @@
+/// @file
+/// The one kernel behind every step (DESIGN.md §1): with x̂0 and ε̂ linear in (x, m),
+///   x_s = w0·P(x̂0) + we·ε̂ + wx·x + σ_z·z,
+/// where P is the x̂0 processing. Without processing this is x_s = a·x + b·m + σ_z·z with two scalars computed once
+/// in double. One pass over memory; noise is drawn in small stack blocks inside the same pass.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <type_traits>
+
+#include "skipstep/detail/error.hpp"
+#include "skipstep/prediction.hpp"
+#include "skipstep/step/noise_source.hpp"
+#include "skipstep/step/x0_transform.hpp"
+
+namespace skipstep {
+
+/// Scalar coefficients of one step, all in double:
+///   x̂0 = pred.x0_from_sample·x + pred.x0_from_model·m,   ε̂ = pred.eps_from_sample·x + pred.eps_from_model·m,
+///   x_s = x0_weight·P(x̂0) + eps_weight·ε̂ + sample_weight·x + noise_std·z.
+/// With `use_clipped_model_output`, ε̂ = reeps_from_sample·x + reeps_from_x0·P(x̂0) instead.
+struct affine_step {
+  prediction_coefficients pred{};
+  double x0_weight = 0.0;
+  double eps_weight = 0.0;
+  double sample_weight = 0.0;
+  double noise_std = 0.0;
+  double reeps_from_sample = 0.0;
+  double reeps_from_x0 = 0.0;
+
+  /// a of the fused form x_s = a·x + b·m + noise_std·z (valid without x̂0 processing).
+  [[nodiscard]] double sample_coeff() const noexcept {
+    return x0_weight * pred.x0_from_sample + eps_weight * pred.eps_from_sample + sample_weight;
+  }
+  /// b of the fused form.
+  [[nodiscard]] double model_coeff() const noexcept {
+    return x0_weight * pred.x0_from_model + eps_weight * pred.eps_from_model;
+  }
+};
+
+/// Memory the thresholding path needs: at least one sample's worth of elements. Other paths need none.
+template <class T>
+struct step_scratch {
+  std::span<T> values;
+};
+
+namespace detail {
+
+inline constexpr std::size_t noise_block = 256;
+
+template <class T>
+void check_same_size(const char* fn, std::span<T> x, std::size_t other, const char* what) {
+  if (x.size() != other)
+    throw_invalid(fn, what, "must have as many elements as the sample (" + std::to_string(x.size()) + ")", other);
+}
+
+}  // namespace detail
+
+/// Applies one step in place: x ← x_s. `model` is the network output at (x, t); `noise` a NoiseSource or no_noise;
+/// `num_samples` splits x into that many equal contiguous samples (thresholding is per sample and sample b draws
+/// noise stream b); `x0_out`, if not empty, receives the processed x̂0; `scratch` must hold one sample's elements
+/// when dynamic thresholding is on. `step_index` addresses the noise. No allocation.
+template <class T, class Noise = no_noise>
+void apply_step(const affine_step& c, std::span<T> x, std::span<const T> model, const x0_processing& processing,
+                std::size_t num_samples = 1, Noise&& noise = {}, std::size_t step_index = 0,
+                std::span<T> x0_out = {}, std::span<T> scratch = {}) {
+  constexpr const char* fn = "apply_step";
+  using noise_t = std::remove_cvref_t<Noise>;
+  constexpr bool has_noise_source = !std::is_same_v<noise_t, no_noise>;
+  static_assert(!has_noise_source || NoiseSource<noise_t, T>,
+                "skipstep::apply_step: noise must be callable as noise(std::span<T>, noise_position), or no_noise");
+  detail::check_same_size(fn, x, model.size(), "model.size()");
+  if (!x0_out.empty()) detail::check_same_size(fn, x, x0_out.size(), "x0_out.size()");
+  if (num_samples == 0 || x.size() % num_samples != 0)
+    detail::throw_invalid(fn, "num_samples", "must be >= 1 and divide the element count " + std::to_string(x.size()),
+                          num_samples);
+  const std::size_t per_sample = x.size() / num_samples;
+  const bool thresholding = processing.mode == x0_processing::kind::dynamic_threshold;
+  if (thresholding && scratch.size() < per_sample)
+    detail::throw_invalid(fn, "scratch.size()", "must hold one sample (" + std::to_string(per_sample) + " elements)",
+                          scratch.size());
+  const bool draw = has_noise_source && c.noise_std != 0.0;
+  const T zs = static_cast<T>(c.noise_std);
+  T* __restrict xs = x.data();
+  const T* __restrict ms = model.data();
+
+  if (processing.is_identity() && x0_out.empty()) {
+    // Fused form: one read of x and m, one write of x.
+    const T a = static_cast<T>(c.sample_coeff());
+    const T b = static_cast<T>(c.model_coeff());
+    if (!draw) {
+      for (std::size_t i = 0, n = x.size(); i < n; ++i) xs[i] = a * xs[i] + b * ms[i];
+      return;
+    }
+    if constexpr (has_noise_source) {
+      std::array<T, detail::noise_block> z;
+      for (std::size_t s = 0; s < num_samples; ++s) {
+        for (std::size_t j = 0; j < per_sample; j += detail::noise_block) {
+          const std::size_t len = std::min(detail::noise_block, per_sample - j);
+          noise(std::span<T>(z.data(), len), noise_position{s, step_index, j});
+          T* __restrict xb = xs + s * per_sample + j;
+          const T* __restrict mb = ms + s * per_sample + j;
+          for (std::size_t i = 0; i < len; ++i) xb[i] = a * xb[i] + b * mb[i] + zs * z[i];
+        }
+      }
+    }
+    return;
+  }
+
+  // General form: x̂0 first, then its processing, then the combination.
+  const T px = static_cast<T>(c.pred.x0_from_sample), pm = static_cast<T>(c.pred.x0_from_model);
+  const T ex = static_cast<T>(c.pred.eps_from_sample), em = static_cast<T>(c.pred.eps_from_model);
+  const T rx = static_cast<T>(c.reeps_from_sample), r0 = static_cast<T>(c.reeps_from_x0);
+  const T w0 = static_cast<T>(c.x0_weight), we = static_cast<T>(c.eps_weight), wx = static_cast<T>(c.sample_weight);
+  const bool reeps = processing.use_clipped_model_output;
+  std::array<T, detail::noise_block> z{};
+  for (std::size_t s = 0; s < num_samples; ++s) {
+    T lo = -std::numeric_limits<T>::infinity(), hi = std::numeric_limits<T>::infinity(), scale = T(1);
+    bool divide = false;
+    if (processing.mode == x0_processing::kind::clip) {
+      lo = static_cast<T>(-processing.clip_range);
+      hi = static_cast<T>(processing.clip_range);
+    } else if (thresholding) {
+      for (std::size_t i = 0; i < per_sample; ++i) {
+        const std::size_t k = s * per_sample + i;
+        scratch[i] = std::abs(px * xs[k] + pm * ms[k]);
+      }
+      const double q = detail::quantile_in_place(scratch.first(per_sample), processing.dynamic_thresholding_ratio);
+      const double th = std::min(std::max(q, 1.0), processing.sample_max_value);
+      lo = static_cast<T>(-th);
+      hi = static_cast<T>(th);
+      scale = static_cast<T>(th);
+      divide = true;
+    }
+    for (std::size_t j = 0; j < per_sample; j += detail::noise_block) {
+      const std::size_t len = std::min(detail::noise_block, per_sample - j);
+      if constexpr (has_noise_source) {
+        if (draw) noise(std::span<T>(z.data(), len), noise_position{s, step_index, j});
+      }
+      for (std::size_t i = 0; i < len; ++i) {
+        const std::size_t k = s * per_sample + j + i;
+        const T xv = xs[k], mv = ms[k];
+        T x0 = px * xv + pm * mv;
+        if (processing.mode != x0_processing::kind::none) {
+          x0 = std::clamp(x0, lo, hi);
+          if (divide) x0 = x0 / scale;
+        }
+        const T eps = reeps ? rx * xv + r0 * x0 : ex * xv + em * mv;
+        T out = w0 * x0 + we * eps + wx * xv;
+        if (draw) out += zs * z[i];
+        if (!x0_out.empty()) x0_out[k] = x0;
+        xs[k] = out;
+      }
+    }
+  }
+}
+
+}  // namespace skipstep

@@ -1,0 +1,51 @@
+/// @file
+/// Where a step's fresh Gaussian noise z comes from. A noise source is any callable that fills a block of
+/// standard normals addressed by (sample, step, first element): counter-based generators answer such requests in
+/// any order, which keeps results independent of batch size, chunking and threads.
+#pragma once
+
+#include <algorithm>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "skipstep/detail/error.hpp"
+
+namespace skipstep {
+
+/// The address of a block of noise: elements [first_element, first_element + out.size()) of sample `sample`
+/// (the stream) at sampler step `step`.
+struct noise_position {
+  std::uint64_t sample = 0;
+  std::uint64_t step = 0;
+  std::uint64_t first_element = 0;
+};
+
+/// A callable `source(std::span<T> out, noise_position at)` that writes standard normal draws.
+template <class S, class T>
+concept NoiseSource = std::invocable<S&, std::span<T>, noise_position>;
+
+/// Marker for "this step draws no noise".
+struct no_noise {};
+
+/// Noise the caller already holds: one tensor of the sample's full size (all samples, row-major by sample) for the
+/// current step. Used to replay recorded noise (e.g. diffusers' reference runs) or a caller's own generator.
+template <class T>
+struct given_noise {
+  std::span<const T> values;
+  std::size_t sample_size = 0;  ///< elements per sample; 0 = one sample holding everything.
+
+  void operator()(std::span<T> out, noise_position at) const {
+    const std::size_t per = sample_size == 0 ? values.size() : sample_size;
+    const std::size_t begin = static_cast<std::size_t>(at.sample) * per + static_cast<std::size_t>(at.first_element);
+    if (begin + out.size() > values.size())
+      detail::throw_invalid("given_noise", "values.size()",
+                            "is too small for the requested block ending at " + std::to_string(begin + out.size()),
+                            values.size());
+    std::copy_n(values.begin() + static_cast<std::ptrdiff_t>(begin), out.size(), out.begin());
+  }
+};
+
+}  // namespace skipstep
