@@ -1,0 +1,543 @@
+// Replays every diffusers reference case found under the reference directory (tests/data/diffusers by default,
+// or $SKIPSTEP_REFERENCE_DIR) through skipstep's samplers in the diffusers convention, and checks:
+//  - the timestep list (skipstep never emits diffusers' trailing −1 entry);
+//  - at every recorded step, the model's timestep, the step's levels (ā_t, ā_prev against diffusers' float32 table
+//    within the table's own measured deviation) and the step arithmetic in isolation (recorded sample, model output
+//    and noise fed to our step with diffusers' own ā values: prev_sample and x̂0 to float32 rounding);
+//  - the final sample of a full replay (x_T, portable noise, the reference predictor) against
+//    float64_schedule_variant (pure float64 schedule) and float64_state_variant (recorded tables) to 1e-10
+//    relative, and against diffusers' real output within the README's practical bound.
+// Documented divergences are decided by rule, never by case name: non-finite diffusers output (we must be finite),
+// the trailing −1 timestep (our list is N long), zero terminal SNR with epsilon prediction (we throw).
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "skipstep/sampler.hpp"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace skipstep;
+
+namespace {
+
+#ifndef SKIPSTEP_DEFAULT_REFERENCE_DIR
+#define SKIPSTEP_DEFAULT_REFERENCE_DIR "tests/data/diffusers"
+#endif
+
+fs::path reference_dir() {
+  if (const char* env = std::getenv("SKIPSTEP_REFERENCE_DIR"); env && *env) return env;
+  return SKIPSTEP_DEFAULT_REFERENCE_DIR;
+}
+
+json load(const fs::path& p) {
+  std::ifstream in(p);
+  REQUIRE(in.good());
+  return json::parse(in);
+}
+
+double number(const json& v) {
+  if (v.is_string()) {
+    const auto s = v.get<std::string>();
+    if (s == "nan") return std::nan("");
+    if (s == "inf") return INFINITY;
+    if (s == "-inf") return -INFINITY;
+    FAIL("unexpected string number " << s);
+  }
+  return v.get<double>();
+}
+
+std::vector<double> tensor(const json& v) {
+  std::vector<double> out;
+  out.reserve(v.size());
+  for (const auto& e : v) out.push_back(number(e));
+  return out;
+}
+
+/// The README's portable generator "splitmix64-irwinhall12/1".
+std::vector<double> portable_draw(std::uint64_t seed, std::uint32_t draw, std::size_t n) {
+  std::uint64_t state = (seed << 32) | draw;
+  std::vector<double> out(n);
+  for (std::size_t e = 0; e < n; ++e) {
+    double s = 0.0;
+    for (int j = 0; j < 12; ++j) {
+      state += 0x9E3779B97F4A7C15ull;
+      std::uint64_t z = state;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      z ^= z >> 31;
+      s += static_cast<double>(z >> 11) * 0x1p-53;
+    }
+    out[e] = s - 6.0;
+  }
+  return out;
+}
+
+/// The README's deterministic model: out = 0.6·tanh(x) + 0.3·sin(x + 0.002·t), left to right.
+std::vector<double> reference_model(const std::vector<double>& x, std::int64_t t) {
+  std::vector<double> out(x.size());
+  const double tt = 0.002 * static_cast<double>(t);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double a = 0.6 * std::tanh(x[i]);
+    const double b = 0.3 * std::sin(x[i] + tt);
+    out[i] = a + b;
+  }
+  return out;
+}
+
+double max_abs(const std::vector<double>& v) {
+  double m = 0.0;
+  for (double e : v) m = std::max(m, std::abs(e));
+  return m;
+}
+
+/// max|a − b| / max|b| (b the reference), +inf if either is non-finite where the other is not.
+double rel_dev(const std::vector<double>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
+  double d = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
+    d = std::max(d, std::abs(a[i] - b[i]));
+  }
+  const double scale = max_abs(b);
+  return scale > 0.0 ? d / scale : d;
+}
+
+bool all_finite(const std::vector<double>& v) {
+  return std::all_of(v.begin(), v.end(), [](double e) { return std::isfinite(e); });
+}
+
+noise_schedule<double> schedule_from_config(const json& cfg) {
+  const auto T = cfg.at("num_train_timesteps").get<std::size_t>();
+  noise_schedule<double> s = [&] {
+    if (cfg.contains("trained_betas") && !cfg.at("trained_betas").is_null())
+      return noise_schedule<double>::from_betas(tensor(cfg.at("trained_betas")));
+    const auto kind = cfg.at("beta_schedule").get<std::string>();
+    const double b0 = cfg.at("beta_start").get<double>(), b1 = cfg.at("beta_end").get<double>();
+    if (kind == "linear") return noise_schedule<double>::linear(T, b0, b1);
+    if (kind == "scaled_linear") return noise_schedule<double>::scaled_linear(T, b0, b1);
+    if (kind == "squaredcos_cap_v2") return noise_schedule<double>::cosine(T);
+    FAIL("unknown beta_schedule " << kind);
+    return noise_schedule<double>::linear(T);
+  }();
+  if (cfg.value("rescale_betas_zero_snr", false)) s = s.rescale_zero_terminal_snr();
+  return s;
+}
+
+/// diffusers' timestep list rebuilt with skipstep's factories (N from set_timesteps, or custom, or the full chain).
+timestep_schedule timesteps_from_case(const json& c, std::size_t T) {
+  const json& cfg = c.at("config");
+  const json& st = c.at("set_timesteps_kwargs");
+  if (st.is_null()) return timestep_schedule::leading(T, T, 0);  // DDPM training chain T−1..0
+  if (st.contains("timesteps")) {
+    const auto list = st.at("timesteps").get<std::vector<std::int64_t>>();
+    return timestep_schedule::custom(T, list);
+  }
+  const auto n = st.at("num_inference_steps").get<std::size_t>();
+  const auto spacing = cfg.value("timestep_spacing", std::string("leading"));
+  if (spacing == "leading") return timestep_schedule::leading(T, n, cfg.value("steps_offset", std::size_t{0}));
+  if (spacing == "trailing") return timestep_schedule::trailing(T, n);
+  if (spacing == "linspace") return timestep_schedule::linspace(T, n);
+  FAIL("unknown timestep_spacing " << spacing);
+  return timestep_schedule::leading(T, n);
+}
+
+x0_processing processing_from(const json& cfg, bool use_clipped) {
+  x0_processing p;
+  if (cfg.value("thresholding", false))
+    p = x0_processing::dynamic_threshold(cfg.at("dynamic_thresholding_ratio").get<double>(),
+                                         cfg.at("sample_max_value").get<double>());
+  else if (cfg.value("clip_sample", false))
+    p = x0_processing::clip(cfg.at("clip_sample_range").get<double>());
+  return p.with_clipped_model_output(use_clipped);
+}
+
+struct tally {
+  int passed = 0, failed = 0, skipped = 0;
+  double worst_pure = 0.0, worst_state = 0.0, worst_real_ratio = 0.0, worst_step = 0.0, worst_traj = 0.0;
+};
+
+struct replay_setup {
+  std::string cls;
+  json c;
+  std::size_t num_samples;
+  prediction_type prediction;
+  x0_processing processing;
+  double eta_value = 0.0;
+  variance_type variance = variance_type::fixed_small;
+};
+
+/// Builds the sampler for a case from a schedule (formula or recorded table) and runs the whole trajectory.
+std::vector<double> replay(const replay_setup& r, const noise_schedule<double>& schedule,
+                           const timestep_schedule& timesteps, std::vector<std::vector<double>>* trajectory = nullptr) {
+  const json& c = r.c;
+  const auto seed = c.at("rng").at("seed").get<std::uint64_t>();
+  std::vector<double> x = tensor(c.at("x_T"));
+  const std::size_t n = x.size();
+  sampler_options opt;
+  opt.prediction = r.prediction;
+  opt.processing = r.processing;
+  opt.convention = step_convention::diffusers;
+  opt.num_samples = r.num_samples;
+  auto noise = [&](std::span<double> out, noise_position at) {
+    const auto draw = portable_draw(seed, static_cast<std::uint32_t>(at.step + 1), n);
+    const std::size_t base = static_cast<std::size_t>(at.sample) * (n / r.num_samples) + at.first_element;
+    std::copy_n(draw.begin() + static_cast<std::ptrdiff_t>(base), out.size(), out.begin());
+  };
+  auto model = [](const std::vector<double>& xs, std::int64_t t) { return reference_model(xs, t); };
+  auto record = [&](const step_info&, std::span<const double> xs, std::span<const double>) {
+    if (trajectory) trajectory->emplace_back(xs.begin(), xs.end());
+  };
+  if (r.cls == "DDIMScheduler") {
+    ddim_sampler s(schedule, timesteps, eta{r.eta_value}, opt);
+    s.sample(model, x, noise, record);
+  } else if (r.cls == "DDPMScheduler") {
+    ddpm_sampler s(schedule, timesteps, r.variance, opt);
+    s.sample(model, x, noise, record);
+  } else {
+    ddim_inverse_sampler s(schedule, timesteps, opt);
+    s.sample(model, x, no_noise{}, record);
+  }
+  return x;
+}
+
+/// One step in isolation on diffusers' own recorded levels: returns {prev_sample, x̂0}.
+/// `perturb` scales diffusers' levels by (1 + perturb[k]) to measure the step's sensitivity to float32 rounding.
+std::pair<std::vector<double>, std::vector<double>> isolated_step(const replay_setup& r, const json& rec,
+                                                                  const std::vector<double>& input,
+                                                                  std::array<double, 3> perturb = {}) {
+  const json& in = rec.at("internals");
+  const double a_t = std::min(1.0, number(in.at("alpha_prod_t")) * (1.0 + perturb[0]));
+  const double a_prev = std::min(1.0, number(in.at("alpha_prod_t_prev")) * (1.0 + perturb[1]));
+  affine_step coeff;
+  if (r.cls == "DDIMScheduler") {
+    const double sd = std::min(number(in.at("std_dev_t")) * (1.0 + perturb[2]), std::sqrt(1.0 - a_prev));
+    coeff = ddim_step(r.prediction, a_t, a_prev, sigma_choice{sd, sd});
+  } else if (r.cls == "DDPMScheduler") {
+    coeff = ddpm_step(r.prediction, a_t, a_prev, r.variance, !rec.at("noise").is_null());
+  } else {
+    coeff = ddim_step(r.prediction, a_t, a_prev, sigma_choice{});
+  }
+  std::vector<double> x = input;
+  const std::vector<double> m = tensor(rec.at("model_output"));
+  std::vector<double> x0(x.size()), scratch(x.size());
+  if (!rec.at("noise").is_null()) {
+    const std::vector<double> z = tensor(rec.at("noise"));
+    apply_step<double>(coeff, x, m, r.processing, r.num_samples, given_noise<double>{z, x.size() / r.num_samples},
+                       0, x0, scratch);
+  } else {
+    apply_step<double>(coeff, x, m, r.processing, r.num_samples, no_noise{}, 0, x0, scratch);
+  }
+  return {x, x0};
+}
+
+}  // namespace
+
+TEST_CASE("diffusers reference cases replay through skipstep", "[reference]") {
+  const fs::path dir = reference_dir();
+  INFO("reference directory: " << dir);
+  REQUIRE(fs::is_directory(dir / "cases"));
+  const json tables = fs::exists(dir / "alphas_cumprod_tables.json") ? load(dir / "alphas_cumprod_tables.json") : json();
+
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir / "cases"))
+    if (e.path().extension() == ".json") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  REQUIRE(!files.empty());
+
+  std::map<std::string, tally> by_class;
+  int skipped_other = 0;
+  for (const auto& file : files) {
+    const json c = load(file);
+    const auto cls = c.at("scheduler_class").get<std::string>();
+    const auto name = c.at("case").get<std::string>();
+    if (cls != "DDIMScheduler" && cls != "DDPMScheduler" && cls != "DDIMInverseScheduler") {
+      ++by_class[cls].skipped;
+      ++skipped_other;
+      continue;
+    }
+    tally& t = by_class[cls];
+    const json& cfg = c.at("config");
+    const auto T = cfg.at("num_train_timesteps").get<std::size_t>();
+    bool ok = true;
+    auto check = [&](bool cond, const std::string& what) {
+      if (!cond) {
+        ok = false;
+        UNSCOPED_INFO(name << ": " << what);
+        CHECK(cond);
+      }
+    };
+
+    // Expected-error cases: skipstep must reject the configuration with std::invalid_argument.
+    if (c.at("group") == "error") {
+      bool threw = false;
+      try {
+        const auto s = schedule_from_config(cfg);
+        const auto ts = timesteps_from_case(c, T);
+        (void)s;
+        (void)ts;
+      } catch (const std::invalid_argument&) {
+        threw = true;
+      }
+      check(threw, "expected an invalid_argument for " + c.at("expected_error").dump());
+      ok ? ++t.passed : ++t.failed;
+      continue;
+    }
+
+    replay_setup r;
+    r.cls = cls;
+    r.c = c;
+    r.num_samples = c.at("shape").at(0).get<std::size_t>();
+    r.prediction = parse_prediction_type(cfg.value("prediction_type", std::string("epsilon")));
+    const json& sk = c.at("step_kwargs");
+    r.processing = cls == "DDIMInverseScheduler"
+                       ? (cfg.value("clip_sample", false) ? x0_processing::clip(cfg.at("clip_sample_range").get<double>())
+                                                          : x0_processing::none())
+                       : processing_from(cfg, sk.is_object() && sk.value("use_clipped_model_output", false));
+    if (sk.is_object()) r.eta_value = sk.value("eta", 0.0);
+    if (cls == "DDPMScheduler") r.variance = parse_variance_type(cfg.at("variance_type").get<std::string>());
+
+    const auto schedule = schedule_from_config(cfg);
+    auto timesteps = timesteps_from_case(c, T);
+    const bool alpha_one = cls == "DDPMScheduler" ? true : cfg.value("set_alpha_to_one", true);
+    timesteps = timesteps.with_final_alpha(alpha_one ? final_alpha::one : final_alpha::alpha_cumprod_0);
+
+    // 1. The timestep list: equal to diffusers', except that skipstep never has the trailing −1 entry.
+    std::vector<std::int64_t> expected = c.at("timesteps").get<std::vector<std::int64_t>>();
+    if (cls == "DDIMInverseScheduler") std::reverse(expected.begin(), expected.end());
+    const bool minus_one = !expected.empty() && expected.back() == -1;
+    if (minus_one) expected.pop_back();
+    check(std::vector<std::int64_t>(timesteps.timesteps().begin(), timesteps.timesteps().end()) == expected,
+          "timestep list differs from diffusers'");
+    if (minus_one) check(timesteps.size() == c.at("num_steps").get<std::size_t>() - 1, "trailing list must have N entries");
+
+    // 2. Zero terminal SNR with epsilon prediction: diffusers divides by ā = 0; skipstep refuses.
+    if (schedule.has_zero_terminal_snr() && r.prediction == prediction_type::epsilon) {
+      bool threw = false;
+      try {
+        (void)replay(r, schedule, timesteps);
+      } catch (const std::domain_error&) {
+        threw = true;
+      }
+      check(threw, "zero terminal SNR + epsilon prediction must throw std::domain_error");
+      ok ? ++t.passed : ++t.failed;
+      continue;
+    }
+
+    // diffusers' fixed_large_log takes √ of a log-variance (NaN for t > 0, and 0 instead of 1 where β = 1):
+    // skipstep computes exp(½·log β) = √β, so its run must equal the fixed_large run.
+    const bool documented_step_bug = cls == "DDPMScheduler" && r.variance == variance_type::fixed_large_log;
+    if (documented_step_bug) {
+      replay_setup large = r;
+      large.variance = variance_type::fixed_large;
+      const double d = rel_dev(replay(r, schedule, timesteps), replay(large, schedule, timesteps));
+      check(d <= 1e-12, "fixed_large_log must equal fixed_large, deviates by " + std::to_string(d));
+    }
+
+    // 3. Every recorded step: timestep, levels, and the step arithmetic in isolation.
+    std::vector<double> previous = tensor(c.at("x_T"));
+    const double table_dev = c.at("float64_schedule_variant").value("max_rel_diff_alphas_cumprod", 0.0);
+    const std::vector<step_transition> transitions =
+        cls == "DDIMScheduler"   ? ddim_transitions(schedule, timesteps, step_convention::diffusers)
+        : cls == "DDPMScheduler" ? ddpm_transitions(schedule, timesteps, step_convention::diffusers)
+                                 : inversion_transitions(schedule, timesteps, step_convention::diffusers);
+    const std::size_t offset = (cls == "DDIMInverseScheduler" && minus_one) ? 1 : 0;  // inverse list starts at −1
+    for (const json& rec : c.at("steps")) {
+      const auto i = rec.at("i").get<std::size_t>();
+      const std::vector<double> input = rec.contains("sample") ? tensor(rec.at("sample")) : previous;
+      previous = tensor(rec.at("prev_sample"));
+      if (i < offset || i - offset >= transitions.size()) continue;  // diffusers' −1 step: not ours
+      const step_transition& tr = transitions[i - offset];
+      const json& in = rec.at("internals");
+      check(tr.timestep == rec.at("t").get<std::int64_t>(), "timestep at step " + std::to_string(i));
+      const double ref_from = number(in.at("alpha_prod_t")), ref_to = number(in.at("alpha_prod_t_prev"));
+      const double tol_level = table_dev * 1.01 + 1e-15;
+      check(std::abs(tr.alpha_cumprod_from - ref_from) <= tol_level * ref_from,
+            "alpha_prod_t at step " + std::to_string(i));
+      check(std::abs(tr.alpha_cumprod_to - ref_to) <= tol_level * ref_to,
+            "alpha_prod_t_prev at step " + std::to_string(i));
+      if (cls == "DDIMScheduler") check(tr.target_timestep == std::max<std::int64_t>(in.at("prev_timestep").get<std::int64_t>(), -1), "prev_timestep");
+      if (cls == "DDPMScheduler") check(tr.target_timestep == in.at("prev_t").get<std::int64_t>(), "prev_t");
+      // The isolated step uses diffusers' float32 levels widened to double. What remains is diffusers' float32
+      // arithmetic on its scalar coefficients. Its size depends on the step's conditioning (1 − ā_t/ā_prev for a
+      // small beta, √ of a radicand near 0 for zero-SNR η = 1), so the bound is measured, not guessed: the spread
+      // of our step when each input level moves by 2 float32 ulps, times 4, plus 16 float32 ulps of magnitude.
+      if (documented_step_bug) continue;
+      const auto [ours_prev, ours_x0] = isolated_step(r, rec, input);
+      const auto ref_prev = tensor(rec.at("prev_sample"));
+      if (!all_finite(ref_prev)) continue;  // a documented diffusers NaN
+      double spread = 0.0;
+      for (int k = 0; k < 3; ++k)
+        for (double sign : {-1.0, 1.0}) {
+          std::array<double, 3> p{};
+          p[static_cast<std::size_t>(k)] = sign * 0x1p-23;
+          const auto [pp, px] = isolated_step(r, rec, input, p);
+          for (std::size_t e = 0; e < pp.size(); ++e)
+            spread = std::max({spread, std::abs(pp[e] - ours_prev[e]), std::abs(px[e] - ours_x0[e])});
+        }
+      const double scale = std::max({max_abs(input), max_abs(tensor(rec.at("model_output"))), max_abs(ref_prev),
+                                     rec.at("pred_original_sample").is_null() ? 0.0
+                                                                               : max_abs(tensor(rec.at("pred_original_sample"))),
+                                     1.0});
+      double dev = 0.0;
+      for (std::size_t k = 0; k < ref_prev.size(); ++k) dev = std::max(dev, std::abs(ours_prev[k] - ref_prev[k]));
+      if (!rec.at("pred_original_sample").is_null()) {
+        const auto ref_x0 = tensor(rec.at("pred_original_sample"));
+        for (std::size_t k = 0; k < ref_x0.size(); ++k) dev = std::max(dev, std::abs(ours_x0[k] - ref_x0[k]));
+      }
+      const double bound = 4.0 * spread + 0x1p-20 * scale;
+      t.worst_step = std::max(t.worst_step, dev / bound);
+      check(dev <= bound, "isolated step " + std::to_string(i) + " deviates by " + std::to_string(dev) + " > " +
+                              std::to_string(bound));
+    }
+
+    // 4. Full replays. At each recorded step the trajectory stays within 10× the largest deviation diffusers
+    // itself shows between its float32 and its pure-float64 run at any step (max_abs_diff_any_step).
+    std::vector<std::vector<double>> trajectory;
+    const std::vector<double> ours = replay(r, schedule, timesteps);  // fused kernel (no x̂0 output)
+    const std::vector<double> ours_general = replay(r, schedule, timesteps, &trajectory);  // x̂0 written too
+    check(rel_dev(ours_general, ours) <= 1e-13, "fused and general kernels disagree");
+    const double any_step = number(c.at("float64_schedule_variant").at("max_abs_diff_any_step"));
+    if (!documented_step_bug && std::isfinite(any_step)) {
+      for (const json& rec : c.at("steps")) {
+        const auto i = rec.at("i").get<std::size_t>();
+        if (i < offset || i - offset >= trajectory.size() || (minus_one && cls != "DDIMInverseScheduler" && i + 1 >= c.at("num_steps").get<std::size_t>())) continue;
+        if (minus_one && cls == "DDIMInverseScheduler") continue;  // diffusers' first step lands on ā[−1]
+        const auto ref_prev = tensor(rec.at("prev_sample"));
+        if (!all_finite(ref_prev)) continue;
+        double dev = 0.0;
+        for (std::size_t k = 0; k < ref_prev.size(); ++k)
+          dev = std::max(dev, std::abs(trajectory[i - offset][k] - ref_prev[k]));
+        const double bound = 10.0 * any_step + 1e-12 * std::max(1.0, max_abs(ref_prev));
+        t.worst_traj = std::max(t.worst_traj, dev / bound);
+        check(dev <= bound, "trajectory at step " + std::to_string(i) + " deviates by " + std::to_string(dev));
+      }
+    }
+    check(all_finite(ours), "final sample must be finite");
+    const std::vector<double> real = tensor(c.at("final_sample"));
+    const bool documented_divergence = minus_one || documented_step_bug || c.value("final_sample_nonfinite", false);
+    const std::vector<double> pure = tensor(c.at("float64_schedule_variant").at("final_sample"));
+    if (!documented_divergence && all_finite(pure)) {
+      const double d = rel_dev(ours, pure);
+      t.worst_pure = std::max(t.worst_pure, d);
+      check(d <= 1e-10, "pure-float64 final deviates by " + std::to_string(d));
+    }
+    // Recorded float32 table, promoted to double (float64_state_variant).
+    if (!documented_divergence && tables.is_object()) {
+      const json& tab = tables.at("tables").at(c.at("alphas_cumprod_table").get<std::string>());
+      const auto state_schedule = noise_schedule<double>::from_alphas_cumprod(tensor(tab.at("alphas_cumprod")));
+      const std::vector<double> state = tensor(c.at("float64_state_variant").at("final_sample"));
+      if (all_finite(state)) {
+        const double d = rel_dev(replay(r, state_schedule, timesteps), state);
+        t.worst_state = std::max(t.worst_state, d);
+        check(d <= 1e-10, "float64-state final deviates by " + std::to_string(d));
+      }
+    }
+    if (!documented_divergence && all_finite(real)) {
+      const json& pv = c.at("float64_schedule_variant");
+      const json& sv = c.at("float64_state_variant");
+      double delta = number(pv.at("max_abs_diff_final_rel"));
+      if (!std::isfinite(delta)) delta = number(sv.at("max_abs_diff_final_rel"));
+      const double bound = std::max(10.0 * delta, 1e-12);
+      const double d = rel_dev(ours, real);
+      t.worst_real_ratio = std::max(t.worst_real_ratio, d / bound);
+      check(d <= bound, "real final deviates by " + std::to_string(d) + " > bound " + std::to_string(bound));
+    }
+    ok ? ++t.passed : ++t.failed;
+  }
+
+  int total_checked = 0;
+  for (const auto& [cls, t] : by_class) {
+    std::cout << "reference " << cls << ": " << t.passed << " passed, " << t.failed << " failed, " << t.skipped
+              << " skipped";
+    if (t.passed + t.failed > 0)
+      std::cout << " | max rel dev: pure-float64 " << t.worst_pure << ", float64-state " << t.worst_state
+                << " | dev/bound: real final " << t.worst_real_ratio << ", recorded steps " << t.worst_traj
+                << ", isolated steps " << t.worst_step;
+    std::cout << '\n';
+    total_checked += t.passed + t.failed;
+  }
+  std::cout << "reference: skipped " << skipped_other << " cases of other scheduler classes (Euler, DPM-Solver)\n";
+  CHECK(total_checked > 0);
+}
+
+TEST_CASE("DDIM single-step sigma: variance and std per eta match diffusers", "[reference][sigma]") {
+  const fs::path file = reference_dir() / "ddim_single_step_sigma.json";
+  REQUIRE(fs::exists(file));
+  const json d = load(file);
+  const std::vector<double> sample = tensor(d.at("sample")), model = tensor(d.at("model_output")),
+                            noise = tensor(d.at("noise"));
+  int entries = 0;
+  for (const json& e : d.at("entries")) {
+    const json& cfg = d.at("configs").at(e.at("config").get<std::string>());
+    INFO("config " << e.at("config") << " N=" << e.at("num_inference_steps") << " step " << e.at("step_index")
+                   << " eta " << e.at("eta"));
+    const auto schedule = schedule_from_config(cfg);
+    const auto T = schedule.num_train_timesteps();
+    const auto n = e.at("num_inference_steps").get<std::size_t>();
+    const auto spacing = cfg.at("timestep_spacing").get<std::string>();
+    auto ts = spacing == "leading"    ? timestep_schedule::leading(T, n, cfg.at("steps_offset").get<std::size_t>())
+              : spacing == "trailing" ? timestep_schedule::trailing(T, n)
+                                      : timestep_schedule::linspace(T, n);
+    ts = ts.with_final_alpha(cfg.at("set_alpha_to_one").get<bool>() ? final_alpha::one : final_alpha::alpha_cumprod_0);
+    const auto transitions = ddim_transitions(schedule, ts, step_convention::diffusers);
+    const step_transition& tr = transitions.at(e.at("step_index").get<std::size_t>());
+    CHECK(tr.timestep == e.at("t").get<std::int64_t>());
+    CHECK(std::max<std::int64_t>(e.at("prev_timestep").get<std::int64_t>(), -1) == tr.target_timestep);
+    // diffusers' values are float32: compare with float32 resolution relative to the quantity's own scale.
+    const double variance = ddpm_sigma(tr.alpha_cumprod_from, tr.alpha_cumprod_to);
+    const double ref_var = number(e.at("_get_variance(t,prev_t)"));
+    CHECK(variance * variance == Approx(ref_var).epsilon(1e-5).margin(1e-7));
+    const eta policy{e.at("eta").get<double>()};
+    const step_context ctx{tr.alpha_cumprod_from, tr.alpha_cumprod_to, 0, n, tr.timestep, tr.target_timestep};
+    CHECK(policy(ctx) == Approx(number(e.at("std_dev_t"))).epsilon(1e-5).margin(1e-7));
+    // And the whole step on the recorded sample with diffusers' own levels: same x_prev and x̂0 up to diffusers'
+    // float32 scalar arithmetic, bounded as in the replay test by the step's sensitivity to 2-ulp level changes.
+    const auto kind = parse_prediction_type(cfg.at("prediction_type").get<std::string>());
+    const auto samples = d.at("shape").at(0).get<std::size_t>();
+    auto run = [&](std::array<double, 3> p) {
+      const double a_t = std::min(1.0, number(e.at("alpha_prod_t")) * (1.0 + p[0]));
+      const double a_prev = std::min(1.0, number(e.at("alpha_prod_t_prev")) * (1.0 + p[1]));
+      const double sd = std::min(number(e.at("std_dev_t")) * (1.0 + p[2]), std::sqrt(1.0 - a_prev));
+      const affine_step c = ddim_step(kind, a_t, a_prev, sigma_choice{sd, sd});
+      std::vector<double> x = sample, x0(sample.size());
+      if (e.at("noise_used").get<bool>())
+        apply_step<double>(c, x, model, x0_processing::none(), samples, given_noise<double>{noise, sample.size() / samples},
+                           0, x0);
+      else
+        apply_step<double>(c, x, model, x0_processing::none(), samples, no_noise{}, 0, x0);
+      x.insert(x.end(), x0.begin(), x0.end());
+      return x;
+    };
+    const std::vector<double> ours = run({});
+    double spread = 0.0;
+    for (std::size_t k = 0; k < 3; ++k)
+      for (double sign : {-1.0, 1.0}) {
+        std::array<double, 3> p{};
+        p[k] = sign * 0x1p-23;
+        const auto other = run(p);
+        for (std::size_t j = 0; j < other.size(); ++j) spread = std::max(spread, std::abs(other[j] - ours[j]));
+      }
+    std::vector<double> ref = tensor(e.at("prev_sample"));
+    const auto ref_x0 = tensor(e.at("pred_original_sample"));
+    ref.insert(ref.end(), ref_x0.begin(), ref_x0.end());
+    double dev = 0.0;
+    for (std::size_t j = 0; j < ref.size(); ++j) dev = std::max(dev, std::abs(ours[j] - ref[j]));
+    CHECK(dev <= 4.0 * spread + 0x1p-20 * std::max(1.0, max_abs(ref)));
+    ++entries;
+  }
+  CHECK(entries > 0);
+}
