@@ -1,9 +1,11 @@
 /// @file
-/// The network as a callable: any `f(x, t) -> tensor` or allocation-free `f(x, t, out)`, where t is the integer
-/// training timestep. What the output means (epsilon, v or x0) is the sampler's `prediction_type`, not the callable's.
+/// The network as a callable: any `f(x, t) -> tensor` or allocation-free `f(x, t, out)` writing into a
+/// `std::span<T>` the sampler owns, where t is the integer training timestep. What the output means (epsilon, v or
+/// x0) is the sampler's `prediction_type`, not the callable's.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <type_traits>
 
 #include "skipstep/prediction.hpp"
@@ -11,9 +13,11 @@
 
 namespace skipstep {
 
-/// `f(x, t, out)` writes the model output for sample x at timestep t into `out` (same shape as x).
+/// `f(x, t, out)` writes the model output for sample x at timestep t into `out`, a `std::span<T>` with as many
+/// elements as x in the same order (wrap it with Eigen::Map or xt::adapt to use array syntax). The span points into
+/// the sampler's workspace, never into x, so views (spans, Maps, adaptors) are safe inputs.
 template <class F, class X>
-concept WritingPredictor = Tensor<X> && std::invocable<F&, const X&, std::int64_t, X&>;
+concept WritingPredictor = Tensor<X> && std::invocable<F&, const X&, std::int64_t, std::span<tensor_value_t<X>>>;
 
 /// `f(x, t)` returns the model output as any readable tensor with x's element type and size.
 template <class F, class X>

@@ -54,17 +54,23 @@ struct sample_result {
   bool cancelled = false;
 };
 
-/// Buffers a run needs, created once per tensor shape and reused: the model output (for writing predictors),
-/// x̂0 (for callbacks), and one sample's scratch (dynamic thresholding).
-template <Tensor X>
+/// Buffers a run needs, created once per sample size and reused: the model output (for writing predictors),
+/// x̂0 (for callbacks) and one sample's scratch (dynamic thresholding).
+template <TensorElement T>
 struct sampler_workspace {
-  using value_type = tensor_value_t<X>;
-  X model_output;
-  std::vector<value_type> x0;
-  std::vector<value_type> scratch;
+  std::vector<T> model_output;
+  std::vector<T> x0;
+  std::vector<T> scratch;
 
-  explicit sampler_workspace(const X& like) : model_output(like), x0(elements(like).size()), scratch(x0.size()) {}
+  /// A workspace for tensors of `size` elements.
+  explicit sampler_workspace(std::size_t size) : model_output(size), x0(size), scratch(size) {}
+  /// A workspace for tensors shaped like `like`.
+  template <ReadableTensor X>
+  explicit sampler_workspace(const X& like) : sampler_workspace(elements(like).size()) {}
 };
+
+template <ReadableTensor X>
+sampler_workspace(const X&) -> sampler_workspace<tensor_value_t<X>>;
 
 /// A configured sampler: the list of step transitions and their coefficients, plus the loop.
 class sampler {
@@ -88,7 +94,7 @@ class sampler {
   /// first_step_for_strength). `noise` is a NoiseSource or no_noise; `callback(step_info, span x, span x̂0)` may
   /// return false to cancel. No allocation happens inside the loop (for a WritingPredictor).
   template <Tensor X, EpsilonPredictor<X> F, class Noise = no_noise, class Callback = no_callback>
-  sample_result sample(F&& predictor, X& x, Noise&& noise, sampler_workspace<X>& workspace,
+  sample_result sample(F&& predictor, X& x, Noise&& noise, sampler_workspace<tensor_value_t<X>>& workspace,
                        Callback&& callback = {}, std::size_t first_step = 0) const {
     using T = tensor_value_t<X>;
     constexpr const char* fn = "sampler::sample";
@@ -132,8 +138,8 @@ class sampler {
                    std::span<T>(workspace.scratch));
       };
       if constexpr (WritingPredictor<F, X>) {
-        predictor(std::as_const(x), tr.timestep, workspace.model_output);
-        run_step(elements(std::as_const(workspace.model_output)));
+        predictor(std::as_const(x), tr.timestep, std::span<T>(workspace.model_output));
+        run_step(std::span<const T>(workspace.model_output));
       } else {
         const auto out = predictor(std::as_const(x), tr.timestep);
         run_step(elements(out));
@@ -157,7 +163,7 @@ class sampler {
   template <Tensor X, EpsilonPredictor<X> F, class Noise = no_noise, class Callback = no_callback>
   sample_result sample(F&& predictor, X& x, Noise&& noise = {}, Callback&& callback = {},
                        std::size_t first_step = 0) const {
-    sampler_workspace<X> workspace(x);
+    sampler_workspace<tensor_value_t<X>> workspace(elements(std::as_const(x)).size());
     return sample(std::forward<F>(predictor), x, std::forward<Noise>(noise), workspace,
                   std::forward<Callback>(callback), first_step);
   }

@@ -103,7 +103,7 @@ void apply_step(const affine_step& c, std::span<T> x, std::span<const T> model, 
       for (std::size_t s = 0; s < num_samples; ++s) {
         for (std::size_t j = 0; j < per_sample; j += detail::noise_block) {
           const std::size_t len = std::min(detail::noise_block, per_sample - j);
-          noise(std::span<T>(z.data(), len), noise_position{s, step_index, j});
+          detail::draw_noise<T>(noise, std::span<T>(z.data(), len), noise_position{s, step_index, j});
           T* __restrict xb = xs + s * per_sample + j;
           const T* __restrict mb = ms + s * per_sample + j;
           for (std::size_t i = 0; i < len; ++i) xb[i] = a * xb[i] + b * mb[i] + zs * z[i];
@@ -141,7 +141,7 @@ void apply_step(const affine_step& c, std::span<T> x, std::span<const T> model, 
     for (std::size_t j = 0; j < per_sample; j += detail::noise_block) {
       const std::size_t len = std::min(detail::noise_block, per_sample - j);
       if constexpr (has_noise_source) {
-        if (draw) noise(std::span<T>(z.data(), len), noise_position{s, step_index, j});
+        if (draw) detail::draw_noise<T>(noise, std::span<T>(z.data(), len), noise_position{s, step_index, j});
       }
       for (std::size_t i = 0; i < len; ++i) {
         const std::size_t k = s * per_sample + j + i;

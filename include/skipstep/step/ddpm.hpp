@@ -119,7 +119,7 @@ void apply_ddpm_learned_step(prediction_type kind, double alpha_cumprod_t, doubl
   const affine_step c = ddpm_step(kind, alpha_cumprod_t, alpha_cumprod_prev, type, add_noise);
   const std::size_t per_sample = x.size() / std::max<std::size_t>(num_samples, 1);
   auto scaled = [&](std::span<T> out, noise_position at) {
-    noise(out, at);
+    detail::draw_noise<T>(noise, out, at);
     const std::size_t base = static_cast<std::size_t>(at.sample) * per_sample + static_cast<std::size_t>(at.first_element);
     for (std::size_t i = 0; i < out.size(); ++i)
       out[i] = static_cast<T>(out[i] * p.learned_noise_std(type, static_cast<double>(model_variance[base + i])));

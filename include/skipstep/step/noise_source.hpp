@@ -23,9 +23,29 @@ struct noise_position {
   std::uint64_t first_element = 0;
 };
 
-/// A callable `source(std::span<T> out, noise_position at)` that writes standard normal draws.
+/// A counter-based generator: `g.fill(out, stream, step, first_element)` writes the standard normals of that
+/// address range (skipstep::philox_normal is one).
+template <class G, class T>
+concept CounterBasedNormalGenerator = requires(const G& g, std::span<T> out, std::uint64_t n) { g.fill(out, n, n, n); };
+
+/// Where a step's noise comes from: a callable `source(std::span<T> out, noise_position at)` writing standard
+/// normal draws, or a counter-based generator (sample → stream, step → step).
 template <class S, class T>
-concept NoiseSource = std::invocable<S&, std::span<T>, noise_position>;
+concept NoiseSource = std::invocable<S&, std::span<T>, noise_position> || CounterBasedNormalGenerator<S, T>;
+
+namespace detail {
+
+/// Asks a noise source for the block `at`.
+template <class T, class S>
+  requires NoiseSource<S, T>
+void draw_noise(S& source, std::span<T> out, noise_position at) {
+  if constexpr (std::invocable<S&, std::span<T>, noise_position>)
+    source(out, at);
+  else
+    source.fill(out, at.sample, at.step, at.first_element);
+}
+
+}  // namespace detail
 
 /// Marker for "this step draws no noise".
 struct no_noise {};

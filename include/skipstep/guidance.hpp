@@ -1,0 +1,175 @@
+/// @file
+/// Classifier-free guidance as a predictor that wraps predictors (Ho & Salimans 2022), with the optional guidance
+/// rescale of Lin et al. 2024 (§3.4; diffusers `rescale_noise_cfg`). Works for ε, v or x0 outputs alike.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "skipstep/detail/error.hpp"
+#include "skipstep/predictor.hpp"
+#include "skipstep/tensor.hpp"
+
+namespace skipstep {
+
+namespace detail {
+
+/// Evaluates any predictor form into `out` (a writing predictor writes directly; a returning one is copied).
+template <class F, class X, class T>
+void predict_into(F& f, const X& x, std::int64_t t, std::span<T> out) {
+  if constexpr (WritingPredictor<F, X>) {
+    f(x, t, out);
+  } else {
+    const auto result = f(x, t);
+    const auto values = elements(result);
+    if (values.size() != out.size())
+      throw_invalid("classifier_free_guidance", "model output size", "must equal x.size() = " + std::to_string(out.size()),
+                    values.size());
+    std::copy(values.begin(), values.end(), out.begin());
+  }
+}
+
+/// Unbiased standard deviation (torch.std's default correction = 1) of one sample's elements.
+template <class T>
+double sample_std(std::span<const T> v) {
+  if (v.size() < 2) return 0.0;
+  double mean = 0.0;
+  for (T e : v) mean += static_cast<double>(e);
+  mean /= static_cast<double>(v.size());
+  double ss = 0.0;
+  for (T e : v) ss += (static_cast<double>(e) - mean) * (static_cast<double>(e) - mean);
+  return std::sqrt(ss / static_cast<double>(v.size() - 1));
+}
+
+/// out ← u + s·(c − u), then per sample: out ← φ·out·std(c)/std(out) + (1 − φ)·out (φ = 0: no rescale).
+template <class T>
+void combine_guidance(std::span<const T> uncond, std::span<const T> cond, std::span<T> out, double scale,
+                      double rescale, std::size_t num_samples) {
+  const auto s = static_cast<T>(scale);
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = uncond[i] + s * (cond[i] - uncond[i]);
+  if (rescale == 0.0) return;
+  const std::size_t per = out.size() / num_samples;
+  for (std::size_t b = 0; b < num_samples; ++b) {
+    const auto o = out.subspan(b * per, per);
+    const double std_cfg = sample_std<T>(o);
+    if (std_cfg == 0.0) continue;  // a constant output has nothing to rescale
+    const double factor = rescale * sample_std<T>(cond.subspan(b * per, per)) / std_cfg + (1.0 - rescale);
+    for (T& e : o) e = static_cast<T>(static_cast<double>(e) * factor);
+  }
+}
+
+inline void check_guidance(double scale, double rescale) {
+  if (!std::isfinite(scale)) throw_invalid("classifier_free_guidance", "scale", "must be finite", scale);
+  if (!(rescale >= 0.0 && rescale <= 1.0))
+    throw_invalid("classifier_free_guidance", "rescale", "must be in [0, 1]", rescale);
+}
+
+}  // namespace detail
+
+/// Classifier-free guidance over two predictors (Ho & Salimans 2022, eq. 6):
+///   m = m_uncond + scale·(m_cond − m_uncond),
+/// optionally rescaled per sample (Lin et al. 2024, eq. 15–16): m ← rescale·m·σ(m_cond)/σ(m) + (1 − rescale)·m with
+/// σ the unbiased std over a sample's elements. A writing predictor itself; its two buffers are allocated on the
+/// first call and reused.
+template <class Conditional, class Unconditional>
+class classifier_free_guidance {
+ public:
+  classifier_free_guidance(Conditional conditional, Unconditional unconditional, double scale, double rescale = 0.0,
+                           std::size_t num_samples = 1)
+      : conditional_(std::move(conditional)),
+        unconditional_(std::move(unconditional)),
+        scale_(scale),
+        rescale_(rescale),
+        num_samples_(num_samples) {
+    detail::check_guidance(scale, rescale);
+    if (num_samples == 0) detail::throw_invalid("classifier_free_guidance", "num_samples", "must be >= 1", num_samples);
+  }
+
+  template <Tensor X>
+    requires EpsilonPredictor<Conditional, X> && EpsilonPredictor<Unconditional, X>
+  void operator()(const X& x, std::int64_t t, std::span<tensor_value_t<X>> out) {
+    using T = tensor_value_t<X>;
+    auto& cond = buffer<T>(0, out.size());
+    auto& uncond = buffer<T>(1, out.size());
+    detail::predict_into(conditional_, x, t, std::span<T>(cond));
+    detail::predict_into(unconditional_, x, t, std::span<T>(uncond));
+    detail::combine_guidance<T>(uncond, cond, out, scale_, rescale_, num_samples_);
+  }
+
+ private:
+  template <class T>
+  std::vector<T>& buffer(int which, std::size_t n) {
+    auto& b = [&]() -> std::vector<T>& {
+      if constexpr (std::is_same_v<T, float>)
+        return which == 0 ? cond_f_ : uncond_f_;
+      else
+        return which == 0 ? cond_d_ : uncond_d_;
+    }();
+    if (b.size() != n) b.assign(n, T(0));
+    return b;
+  }
+
+  Conditional conditional_;
+  Unconditional unconditional_;
+  double scale_, rescale_;
+  std::size_t num_samples_;
+  std::vector<float> cond_f_, uncond_f_;
+  std::vector<double> cond_d_, uncond_d_;
+};
+
+/// Classifier-free guidance with one batched network call (how diffusers pipelines run it): `network(x2, t, out2)`
+/// receives spans of twice the sample's size — x duplicated, [x; x] — and writes [m_uncond; m_cond]. Same formula
+/// and rescale as classifier_free_guidance. Buffers are allocated on the first call and reused.
+template <class Network>
+class batched_classifier_free_guidance {
+ public:
+  batched_classifier_free_guidance(Network network, double scale, double rescale = 0.0, std::size_t num_samples = 1)
+      : network_(std::move(network)), scale_(scale), rescale_(rescale), num_samples_(num_samples) {
+    detail::check_guidance(scale, rescale);
+    if (num_samples == 0)
+      detail::throw_invalid("batched_classifier_free_guidance", "num_samples", "must be >= 1", num_samples);
+  }
+
+  template <Tensor X>
+    requires std::invocable<Network&, std::span<const tensor_value_t<X>>, std::int64_t,
+                            std::span<tensor_value_t<X>>>
+  void operator()(const X& x, std::int64_t t, std::span<tensor_value_t<X>> out) {
+    using T = tensor_value_t<X>;
+    const auto xs = elements(x);
+    const std::size_t n = xs.size();
+    std::vector<T>& in2 = pick<T>(input_f_, input_d_);
+    std::vector<T>& out2 = pick<T>(output_f_, output_d_);
+    if (in2.size() != 2 * n) {
+      in2.assign(2 * n, T(0));
+      out2.assign(2 * n, T(0));
+    }
+    std::copy(xs.begin(), xs.end(), in2.begin());
+    std::copy(xs.begin(), xs.end(), in2.begin() + static_cast<std::ptrdiff_t>(n));
+    network_(std::span<const T>(in2), t, std::span<T>(out2));
+    detail::combine_guidance<T>(std::span<const T>(out2).first(n), std::span<const T>(out2).subspan(n), out, scale_,
+                                rescale_, num_samples_);
+  }
+
+ private:
+  template <class T>
+  std::vector<T>& pick(std::vector<float>& f, std::vector<double>& d) {
+    if constexpr (std::is_same_v<T, float>)
+      return f;
+    else
+      return d;
+  }
+
+  Network network_;
+  double scale_, rescale_;
+  std::size_t num_samples_;
+  std::vector<float> input_f_, output_f_;
+  std::vector<double> input_d_, output_d_;
+};
+
+}  // namespace skipstep
