@@ -28,6 +28,16 @@
 
 namespace skipstep {
 
+namespace detail {
+
+/// "skipstep::ddim_sampler: step 3 (t = 700)", the context of a per-step construction error.
+inline std::string step_label(const char* sampler_name, std::size_t i, const step_transition& tr) {
+  return std::string("skipstep::") + sampler_name + ": step " + std::to_string(i) + " (t = " +
+         std::to_string(tr.timestep) + ")";
+}
+
+}  // namespace detail
+
 /// Options shared by all samplers.
 struct sampler_options {
   prediction_type prediction = prediction_type::epsilon;  ///< what the predictor outputs.
@@ -211,9 +221,11 @@ class ddim_sampler : public sampler {
       const step_transition& tr = transitions[i];
       const step_context ctx{tr.alpha_cumprod_from, tr.alpha_cumprod_to, i, transitions.size(), tr.timestep,
                              tr.target_timestep};
-      sigma_choice sigma = detail::evaluate_sigma(policy, ctx);
-      if (!tr.noise_allowed) sigma.noise_std = 0.0;
-      coefficients[i] = ddim_step(options.prediction, tr.alpha_cumprod_from, tr.alpha_cumprod_to, sigma);
+      coefficients[i] = detail::with_context(detail::step_label("ddim_sampler", i, tr), [&] {
+        sigma_choice sigma = detail::evaluate_sigma(policy, ctx);
+        if (!tr.noise_allowed) sigma.noise_std = 0.0;
+        return ddim_step(options.prediction, tr.alpha_cumprod_from, tr.alpha_cumprod_to, sigma);
+      });
     }
     return {std::move(transitions), std::move(coefficients)};
   }
@@ -241,8 +253,9 @@ class ddpm_sampler : public sampler {
     std::vector<affine_step> coefficients(transitions.size());
     for (std::size_t i = 0; i < transitions.size(); ++i) {
       const step_transition& tr = transitions[i];
-      coefficients[i] = ddpm_step(options.prediction, tr.alpha_cumprod_from, tr.alpha_cumprod_to, variance,
-                                  tr.noise_allowed);
+      coefficients[i] = detail::with_context(detail::step_label("ddpm_sampler", i, tr), [&] {
+        return ddpm_step(options.prediction, tr.alpha_cumprod_from, tr.alpha_cumprod_to, variance, tr.noise_allowed);
+      });
     }
     return {std::move(transitions), std::move(coefficients)};
   }
@@ -268,8 +281,10 @@ class ddim_inverse_sampler : public sampler {
     auto transitions = inversion_transitions(schedule, timesteps, options.convention);
     std::vector<affine_step> coefficients(transitions.size());
     for (std::size_t i = 0; i < transitions.size(); ++i)
-      coefficients[i] = ddim_step(options.prediction, transitions[i].alpha_cumprod_from,
-                                  transitions[i].alpha_cumprod_to, sigma_choice{});
+      coefficients[i] = detail::with_context(detail::step_label("ddim_inverse_sampler", i, transitions[i]), [&] {
+        return ddim_step(options.prediction, transitions[i].alpha_cumprod_from, transitions[i].alpha_cumprod_to,
+                         sigma_choice{});
+      });
     return {std::move(transitions), std::move(coefficients)};
   }
 };

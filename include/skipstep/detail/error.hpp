@@ -2,6 +2,9 @@
 /// Error reporting helpers: every exception names the function, the argument and the offending value.
 #pragma once
 
+#include <array>
+#include <charconv>
+#include <concepts>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -9,14 +12,27 @@
 
 namespace skipstep::detail {
 
+/// A value as text; floating-point values in their shortest round-trip form (0.95, not 0.94999999999999996).
+template <class Value>
+[[nodiscard]] std::string format_value(const Value& value) {
+  if constexpr (std::floating_point<Value>) {
+    std::array<char, 64> buffer{};
+    const auto result = std::to_chars(buffer.data(), buffer.data() + buffer.size(), value);
+    return std::string(buffer.data(), result.ptr);
+  } else {
+    std::ostringstream out;
+    out << value;
+    return out.str();
+  }
+}
+
 /// Formats "skipstep::<function>: <argument> <requirement> (got <value>)".
 template <class Value>
 [[nodiscard]] std::string describe(std::string_view function, std::string_view argument,
                                    std::string_view requirement, const Value& value) {
-  std::ostringstream out;
-  out.precision(17);
-  out << "skipstep::" << function << ": " << argument << ' ' << requirement << " (got " << value << ')';
-  return out.str();
+  std::string out = "skipstep::";
+  out.append(function).append(": ").append(argument).append(" ").append(requirement);
+  return out.append(" (got ").append(format_value(value)).append(")");
 }
 
 /// Throws std::invalid_argument naming function, argument and value.
@@ -31,6 +47,19 @@ template <class Value>
 [[noreturn]] void throw_domain(std::string_view function, std::string_view argument, std::string_view requirement,
                                const Value& value) {
   throw std::domain_error(describe(function, argument, requirement, value));
+}
+
+/// Runs f(); an std::invalid_argument or std::domain_error it throws is rethrown, same type, with `context`
+/// ("skipstep::ddim_sampler: step 3 (t = 700)") in front of its message.
+template <class F>
+decltype(auto) with_context(const std::string& context, F&& f) {
+  try {
+    return f();
+  } catch (const std::domain_error& e) {
+    throw std::domain_error(context + ": " + e.what());
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(context + ": " + e.what());
+  }
 }
 
 }  // namespace skipstep::detail

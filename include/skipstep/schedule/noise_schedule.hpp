@@ -102,9 +102,11 @@ class noise_schedule {
         detail::throw_invalid(fn, "alphas_cumprod[" + std::to_string(t) + "]",
                               "must be in (0, 1) (only the last entry may be 0)", a);
       const double prev = t == 0 ? 1.0 : alphas_cumprod[t - 1];
-      if (a > prev)
+      if (a >= prev)
         detail::throw_invalid(fn, "alphas_cumprod[" + std::to_string(t) + "]",
-                              "must not exceed the previous entry " + std::to_string(prev), a);
+                              "must be below the previous entry " + detail::format_value(prev) +
+                                  " (every beta must be > 0)",
+                              a);
       betas[t] = 1.0 - a / prev;
     }
     s.assign(fn, std::move(betas), std::vector<double>(alphas_cumprod.begin(), alphas_cumprod.end()));
@@ -171,7 +173,7 @@ class noise_schedule {
     if (!(beta_start > 0.0 && beta_start <= 1.0)) detail::throw_invalid(fn, "beta_start", "must be in (0, 1]", beta_start);
     if (!(beta_end > 0.0 && beta_end <= 1.0)) detail::throw_invalid(fn, "beta_end", "must be in (0, 1]", beta_end);
     if (beta_start > beta_end)
-      detail::throw_invalid(fn, "beta_start", "must not exceed beta_end = " + std::to_string(beta_end), beta_start);
+      detail::throw_invalid(fn, "beta_start", "must not exceed beta_end = " + detail::format_value(beta_end), beta_start);
   }
 
   static noise_schedule from_betas_impl(const char* fn, std::vector<double> betas) {

@@ -88,23 +88,25 @@ class timestep_schedule {
     return timestep_schedule(fn, num_train_timesteps, std::move(ts));
   }
 
-  /// The DDIM paper's "quadratic" skip type (Song et al. 2021, §D.2): τ_i = ⌊(i·√(0.8·T)/(N−1))²⌋, i = 0..N−1.
-  /// The paper's formula repeats small values (for T = 1000, N = 50 only 49 are distinct); skipstep makes the
-  /// entries distinct by raising each repeat to one above its predecessor, τ_i = max(τ_i, τ_{i−1} + 1), which only
-  /// touches the first few (smallest) entries. Throws if N distinct values do not fit below T.
+  /// The DDIM paper's "quadratic" skip type (Song et al. 2021, §D.2): τ_i = ⌊(i·√(0.8·T)/(N−1))²⌋, i = 0..N−1,
+  /// evaluated exactly in integers as ⌊4·i²·T / (5·(N−1)²)⌋ (a floating-point floor of this integer-valued
+  /// expression is sometimes one too low). The paper's formula repeats small values (for T = 1000, N = 50 only 49
+  /// are distinct); skipstep makes the entries distinct by raising each repeat to one above its predecessor,
+  /// τ_i = max(τ_i, τ_{i−1} + 1), which only touches the first few (smallest) entries and keeps τ_i ≤ max(0.8·T, i)
+  /// < T. Requires T ≤ 10^6 (the exact integer form fits in 64 bits).
   [[nodiscard]] static timestep_schedule quadratic(std::size_t num_train_timesteps, std::size_t num_steps) {
     constexpr const char* fn = "timestep_schedule::quadratic";
     check_counts(fn, num_train_timesteps, num_steps);
+    if (num_train_timesteps > 1'000'000)
+      detail::throw_invalid(fn, "num_train_timesteps", "must be <= 1000000", num_train_timesteps);
     std::vector<std::int64_t> ts(num_steps);
-    const double top = std::sqrt(0.8 * static_cast<double>(num_train_timesteps));
+    const std::uint64_t big_t = num_train_timesteps;
+    const std::uint64_t denominator = 5 * static_cast<std::uint64_t>(num_steps - 1) * (num_steps - 1);
     std::int64_t previous = -1;
     for (std::size_t i = 0; i < num_steps; ++i) {
-      const double root = num_steps > 1 ? static_cast<double>(i) * top / static_cast<double>(num_steps - 1) : 0.0;
-      std::int64_t t = static_cast<std::int64_t>(std::floor(root * root));
+      const std::uint64_t ii = i;
+      auto t = num_steps > 1 ? static_cast<std::int64_t>(4 * ii * ii * big_t / denominator) : std::int64_t{0};
       if (t <= previous) t = previous + 1;
-      if (t >= static_cast<std::int64_t>(num_train_timesteps))
-        detail::throw_invalid(fn, "num_steps", "is too large for distinct quadratic timesteps below T = " +
-                                                   std::to_string(num_train_timesteps), num_steps);
       ts[num_steps - 1 - i] = t;
       previous = t;
     }

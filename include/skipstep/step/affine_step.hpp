@@ -75,6 +75,7 @@ void apply_step(const affine_step& c, std::span<T> x, std::span<const T> model, 
   constexpr bool has_noise_source = !std::is_same_v<noise_t, no_noise>;
   static_assert(!has_noise_source || NoiseSource<noise_t, T>,
                 "skipstep::apply_step: noise must be callable as noise(std::span<T>, noise_position), or no_noise");
+  if (x.empty()) detail::throw_invalid(fn, "x.size()", "must be > 0", x.size());
   detail::check_same_size(fn, x, model.size(), "model.size()");
   if (!x0_out.empty()) detail::check_same_size(fn, x, x0_out.size(), "x0_out.size()");
   if (num_samples == 0 || x.size() % num_samples != 0)

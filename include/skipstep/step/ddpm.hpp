@@ -118,13 +118,17 @@ void apply_ddpm_learned_step(prediction_type kind, double alpha_cumprod_t, doubl
   const ddpm_posterior p = ddpm_posterior_at(alpha_cumprod_t, alpha_cumprod_prev);
   const affine_step c = ddpm_step(kind, alpha_cumprod_t, alpha_cumprod_prev, type, add_noise);
   const std::size_t per_sample = x.size() / std::max<std::size_t>(num_samples, 1);
+  if constexpr (std::is_same_v<std::remove_cvref_t<Noise>, no_noise>) {
+    apply_step(c, x, model, processing, num_samples, no_noise{}, step_index, x0_out, scratch);
+  } else {
   auto scaled = [&](std::span<T> out, noise_position at) {
     detail::draw_noise<T>(noise, out, at);
     const std::size_t base = static_cast<std::size_t>(at.sample) * per_sample + static_cast<std::size_t>(at.first_element);
     for (std::size_t i = 0; i < out.size(); ++i)
       out[i] = static_cast<T>(out[i] * p.learned_noise_std(type, static_cast<double>(model_variance[base + i])));
   };
-  apply_step(c, x, model, processing, num_samples, scaled, step_index, x0_out, scratch);
+    apply_step(c, x, model, processing, num_samples, scaled, step_index, x0_out, scratch);
+  }
 }
 
 }  // namespace skipstep

@@ -103,7 +103,7 @@ template <SigmaPolicy P>
   const double room = 1.0 - c.alpha_cumprod_prev;
   if (s.sigma * s.sigma > room * (1.0 + 1e-12) + 1e-300)
     throw_domain(where, "sigma",
-                 "must satisfy sigma^2 <= 1 - alpha_cumprod_prev = " + std::to_string(room), s.sigma);
+                 "must satisfy sigma^2 <= 1 - alpha_cumprod_prev = " + format_value(room), s.sigma);
   return s;
 }
 

@@ -68,6 +68,7 @@ namespace detail {
 template <class T>
 [[nodiscard]] double quantile_in_place(std::span<T> scratch, double q) {
   const std::size_t n = scratch.size();
+  if (n == 0) throw_invalid("quantile_in_place", "scratch.size()", "must be > 0", n);
   const double rank = q * static_cast<double>(n - 1);
   const auto lo = static_cast<std::size_t>(std::floor(rank));
   const std::size_t hi = std::min(lo + 1, n - 1);
