@@ -30,6 +30,16 @@ namespace skipstep {
 
 namespace detail {
 
+/// Throws std::domain_error if `values` has a NaN or an infinity, naming what, the step and the element.
+template <class T>
+void check_all_finite(std::span<const T> values, const char* what, std::size_t step, std::int64_t timestep) {
+  for (std::size_t j = 0; j < values.size(); ++j)
+    if (!std::isfinite(values[j]))
+      throw_domain("sampler::sample", std::string(what) + " at step " + std::to_string(step) + " (t = " +
+                                          std::to_string(timestep) + "), element " + std::to_string(j),
+                   "must be finite", values[j]);
+}
+
 /// "skipstep::ddim_sampler: step 3 (t = 700)", the context of a per-step construction error.
 inline std::string step_label(const char* sampler_name, std::size_t i, const step_transition& tr) {
   return std::string("skipstep::") + sampler_name + ": step " + std::to_string(i) + " (t = " +
@@ -44,6 +54,9 @@ struct sampler_options {
   x0_processing processing = x0_processing::none();       ///< clip / dynamic thresholding of x̂0.
   step_convention convention = step_convention::consistent;
   std::size_t num_samples = 1;  ///< x holds this many equal, contiguous samples (thresholding and noise streams).
+  /// Opt-in check (off by default: it costs a pass over memory): every model output and every new sample must be
+  /// finite, else std::domain_error names the step, the timestep and the first bad element.
+  bool check_finite = false;
 };
 
 /// What a per-step callback sees.
@@ -137,6 +150,7 @@ class sampler {
         if (m.size() != xs.size())
           detail::throw_invalid(fn, "model output size", "must equal x.size() = " + std::to_string(xs.size()),
                                 m.size());
+        if (options_.check_finite) detail::check_all_finite(m, "model output", i, tr.timestep);
         if constexpr (has_noise) {
           if (step_draws_noise(i)) {
             apply_step(coefficients_[i], xs, m, options_.processing, options_.num_samples, noise, i, x0_out,
@@ -154,6 +168,7 @@ class sampler {
         const auto out = predictor(std::as_const(x), tr.timestep);
         run_step(elements(out));
       }
+      if (options_.check_finite) detail::check_all_finite(std::span<const T>(xs), "sample", i, tr.timestep);
       ++result.steps_run;
       if constexpr (has_callback) {
         const step_info info{i, num_steps(), tr.timestep, tr.alpha_cumprod_from, tr.alpha_cumprod_to};

@@ -112,7 +112,7 @@ TEST_CASE("from_alphas_cumprod rejects non-monotone, out-of-range, NaN and empty
               "(got 1.5)");
 }
 
-TEST_CASE("from_alphas_cumprod rejects a flat step (beta = 0), like from_betas does", "[errors][header-bug]") {
+TEST_CASE("from_alphas_cumprod rejects a flat step (beta = 0), like from_betas does", "[errors]") {
   // ā_1 = ā_0 means β_1 = 0, which the class invariant ("every β_t in (0, 1]") and from_betas both forbid;
   // from_alphas_cumprod currently only checks "must not exceed the previous entry" and accepts it.
   constexpr const char* fn = "noise_schedule::from_alphas_cumprod";

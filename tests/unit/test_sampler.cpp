@@ -177,3 +177,23 @@ TEST_CASE("a stochastic sampler without a noise source is an error", "[sampler][
   REQUIRE_THROWS_WITH(s.sample(model, x), Catch::Contains("sampler::sample") && Catch::Contains("noise"));
   REQUIRE_FALSE(ddim_sampler(schedule, timestep_schedule::leading(1000, 10), eta{0.0}).is_stochastic());
 }
+
+TEST_CASE("the opt-in finite check names the step and timestep of a NaN model output", "[sampler][errors]") {
+  const auto schedule = noise_schedule<>::linear(1000);
+  sampler_options opt;
+  opt.check_finite = true;
+  ddim_sampler s(schedule, timestep_schedule::leading(1000, 10), eta{0.0}, opt);
+  std::vector<double> x(6, 0.1);
+  auto poisoned = [](const std::vector<double>& in, std::int64_t t) {
+    std::vector<double> o(in.size(), 0.0);
+    if (t == 500) o[4] = NAN;
+    return o;
+  };
+  REQUIRE_THROWS_WITH(s.sample(poisoned, x),
+                      Catch::Contains("model output at step 4 (t = 500), element 4") && Catch::Contains("nan"));
+  // Off by default: the NaN flows through (documented), nothing throws.
+  std::vector<double> y(6, 0.1);
+  ddim_sampler unchecked(schedule, timestep_schedule::leading(1000, 10), eta{0.0});
+  REQUIRE_NOTHROW(unchecked.sample(poisoned, y));
+  REQUIRE(std::isnan(y[4]));
+}
