@@ -80,6 +80,8 @@ inline void check_guidance(double scale, double rescale) {
 template <class Conditional, class Unconditional>
 class classifier_free_guidance {
  public:
+  /// Wraps the two predictors. scale must be finite, rescale in [0, 1]; num_samples splits x for the rescale's
+  /// per-sample std (as sampler_options::num_samples).
   classifier_free_guidance(Conditional conditional, Unconditional unconditional, double scale, double rescale = 0.0,
                            std::size_t num_samples = 1)
       : conditional_(std::move(conditional)),
@@ -91,6 +93,7 @@ class classifier_free_guidance {
     if (num_samples == 0) detail::throw_invalid("classifier_free_guidance", "num_samples", "must be >= 1", num_samples);
   }
 
+  /// The guided model output at (x, t), written into `out`.
   template <Tensor X>
     requires EpsilonPredictor<Conditional, X> && EpsilonPredictor<Unconditional, X>
   void operator()(const X& x, std::int64_t t, std::span<tensor_value_t<X>> out) {
@@ -129,6 +132,7 @@ class classifier_free_guidance {
 template <class Network>
 class batched_classifier_free_guidance {
  public:
+  /// Wraps the batched network; parameters as for classifier_free_guidance.
   batched_classifier_free_guidance(Network network, double scale, double rescale = 0.0, std::size_t num_samples = 1)
       : network_(std::move(network)), scale_(scale), rescale_(rescale), num_samples_(num_samples) {
     detail::check_guidance(scale, rescale);
@@ -136,6 +140,7 @@ class batched_classifier_free_guidance {
       detail::throw_invalid("batched_classifier_free_guidance", "num_samples", "must be >= 1", num_samples);
   }
 
+  /// The guided model output at (x, t), written into `out` (one network call on [x; x]).
   template <Tensor X>
     requires std::invocable<Network&, std::span<const tensor_value_t<X>>, std::int64_t,
                             std::span<tensor_value_t<X>>>

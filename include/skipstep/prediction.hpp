@@ -25,8 +25,10 @@ enum class prediction_type { epsilon, v, sample };
 
 /// The linear maps x̂0 = x0_from_sample·x + x0_from_model·m and ε̂ = eps_from_sample·x + eps_from_model·m.
 struct prediction_coefficients {
-  double x0_from_sample, x0_from_model;
-  double eps_from_sample, eps_from_model;
+  double x0_from_sample;   ///< x̂0's coefficient of the sample x.
+  double x0_from_model;    ///< x̂0's coefficient of the model output m.
+  double eps_from_sample;  ///< ε̂'s coefficient of x.
+  double eps_from_model;   ///< ε̂'s coefficient of m.
 };
 
 /// Coefficients of x̂0 and ε̂ at noise level ā (DESIGN.md §1; diffusers DDIMScheduler.step, "3. compute predicted

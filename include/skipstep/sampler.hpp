@@ -52,7 +52,7 @@ inline std::string step_label(const char* sampler_name, std::size_t i, const ste
 struct sampler_options {
   prediction_type prediction = prediction_type::epsilon;  ///< what the predictor outputs.
   x0_processing processing = x0_processing::none();       ///< clip / dynamic thresholding of x̂0.
-  step_convention convention = step_convention::consistent;
+  step_convention convention = step_convention::consistent;  ///< consistent (default) or diffusers.
   std::size_t num_samples = 1;  ///< x holds this many equal, contiguous samples (thresholding and noise streams).
   /// Opt-in check (off by default: it costs a pass over memory): every model output and every new sample must be
   /// finite, else std::domain_error names the step, the timestep and the first bad element.
@@ -73,17 +73,17 @@ struct no_callback {};
 
 /// How a run ended.
 struct sample_result {
-  std::size_t steps_run = 0;
-  bool cancelled = false;
+  std::size_t steps_run = 0;  ///< steps completed in this call.
+  bool cancelled = false;     ///< true if the callback returned false.
 };
 
 /// Buffers a run needs, created once per sample size and reused: the model output (for writing predictors),
 /// x̂0 (for callbacks) and one sample's scratch (dynamic thresholding).
 template <TensorElement T>
 struct sampler_workspace {
-  std::vector<T> model_output;
-  std::vector<T> x0;
-  std::vector<T> scratch;
+  std::vector<T> model_output;  ///< where a writing predictor writes.
+  std::vector<T> x0;            ///< x̂0 of the current step (filled when a callback is given).
+  std::vector<T> scratch;       ///< one sample's scratch for dynamic thresholding.
 
   /// A workspace for tensors of `size` elements.
   explicit sampler_workspace(std::size_t size) : model_output(size), x0(size), scratch(size) {}
@@ -92,6 +92,7 @@ struct sampler_workspace {
   explicit sampler_workspace(const X& like) : sampler_workspace(elements(like).size()) {}
 };
 
+/// A workspace for tensors like `x` has x's element type.
 template <ReadableTensor X>
 sampler_workspace(const X&) -> sampler_workspace<tensor_value_t<X>>;
 
@@ -196,15 +197,17 @@ class sampler {
  protected:
   /// The per-step data a sampler runs on.
   struct plan {
-    std::vector<step_transition> transitions;
-    std::vector<affine_step> coefficients;
+    std::vector<step_transition> transitions;  ///< one per step.
+    std::vector<affine_step> coefficients;     ///< one per step.
   };
 
+  /// Samplers are built by the derived classes, which compute the plan.
   sampler(plan p, sampler_options options)
       : transitions_(std::move(p.transitions)), coefficients_(std::move(p.coefficients)), options_(options) {
     if (options_.num_samples == 0) detail::throw_invalid("sampler", "options.num_samples", "must be >= 1", 0);
   }
 
+  /// True when step i adds noise.
   [[nodiscard]] bool step_draws_noise(std::size_t i) const noexcept {
     return transitions_[i].noise_allowed && coefficients_[i].noise_std != 0.0;
   }
@@ -220,6 +223,8 @@ class sampler {
 class ddim_sampler : public sampler {
  public:
   template <class Real, SigmaPolicy Policy = eta>
+  /// Computes every step's coefficients: levels from `timesteps` and the convention, σ from `policy`. Throws
+  /// std::invalid_argument / std::domain_error naming the step for an invalid configuration.
   ddim_sampler(const noise_schedule<Real>& schedule, const timestep_schedule& timesteps, Policy policy = eta{0.0},
                sampler_options options = {})
       : sampler(build(schedule, timesteps, policy, options), options) {}
@@ -251,6 +256,7 @@ class ddim_sampler : public sampler {
 class ddpm_sampler : public sampler {
  public:
   template <class Real>
+  /// Computes every step's posterior coefficients and noise std (`variance` must be a fixed type).
   ddpm_sampler(const noise_schedule<Real>& schedule, const timestep_schedule& timesteps,
                variance_type variance = variance_type::fixed_small, sampler_options options = {})
       : sampler(build(schedule, timesteps, variance, options), options) {}
@@ -281,6 +287,7 @@ class ddpm_sampler : public sampler {
 class ddim_inverse_sampler : public sampler {
  public:
   template <class Real>
+  /// Computes every inversion step's coefficients (processing: none or clip).
   ddim_inverse_sampler(const noise_schedule<Real>& schedule, const timestep_schedule& timesteps,
                        sampler_options options = {})
       : sampler(build(schedule, timesteps, options), options) {}

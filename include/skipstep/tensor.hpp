@@ -56,17 +56,23 @@ template <ReadableTensor T>
   return tensor_traits<std::remove_cvref_t<T>>::elements(t);
 }
 
+/// `std::vector<float|double>` is a tensor.
 template <TensorElement E, class Alloc>
 struct tensor_traits<std::vector<E, Alloc>> {
-  using value_type = E;
+  using value_type = E;  ///< Element type.
+  /// All elements, mutable.
   static std::span<E> elements(std::vector<E, Alloc>& v) noexcept { return v; }
+  /// All elements, read-only.
   static std::span<const E> elements(const std::vector<E, Alloc>& v) noexcept { return v; }
 };
 
+/// `std::array<float|double, N>` is a tensor.
 template <TensorElement E, std::size_t N>
 struct tensor_traits<std::array<E, N>> {
-  using value_type = E;
+  using value_type = E;  ///< Element type.
+  /// All elements, mutable.
   static std::span<E> elements(std::array<E, N>& a) noexcept { return a; }
+  /// All elements, read-only.
   static std::span<const E> elements(const std::array<E, N>& a) noexcept { return a; }
 };
 
@@ -74,7 +80,8 @@ struct tensor_traits<std::array<E, N>> {
 template <class E, std::size_t Extent>
   requires TensorElement<std::remove_const_t<E>>
 struct tensor_traits<std::span<E, Extent>> {
-  using value_type = std::remove_const_t<E>;
+  using value_type = std::remove_const_t<E>;  ///< Element type (without const).
+  /// The viewed elements (mutable unless E is const).
   static std::span<E> elements(const std::span<E, Extent>& s) noexcept { return s; }
 };
 

@@ -5,8 +5,11 @@
 /// the two disagree.
 #pragma once
 
+/// Major version (incompatible API changes; 0 while the API settles).
 #define SKIPSTEP_VERSION_MAJOR 0
+/// Minor version (features; in 0.x also API changes).
 #define SKIPSTEP_VERSION_MINOR 1
+/// Patch version (fixes).
 #define SKIPSTEP_VERSION_PATCH 0
 
 /// Single comparable number: major * 10000 + minor * 100 + patch (0.1.0 -> 100).
@@ -26,7 +29,9 @@ namespace skipstep {
 /// The version the code was compiled against, as constants (the same values as the macros above).
 /// (Not a struct with `major`/`minor` members: glibc's <sys/sysmacros.h> defines macros of those names.)
 inline constexpr int version_major = SKIPSTEP_VERSION_MAJOR;
+/// Minor version, as a constant.
 inline constexpr int version_minor = SKIPSTEP_VERSION_MINOR;
+/// Patch version, as a constant.
 inline constexpr int version_patch = SKIPSTEP_VERSION_PATCH;
 
 /// The version as a C string, e.g. "0.1.0".

@@ -48,8 +48,10 @@ void check_contiguous_map(const MapType& m) {
 template <class T>
   requires detail::eigen_plain_object<T> && TensorElement<typename T::Scalar>
 struct tensor_traits<T> {
-  using value_type = typename T::Scalar;
+  using value_type = typename T::Scalar;  ///< Element type.
+  /// All coefficients in storage order, mutable.
   static std::span<value_type> elements(T& t) noexcept { return {t.data(), static_cast<std::size_t>(t.size())}; }
+  /// All coefficients in storage order, read-only.
   static std::span<const value_type> elements(const T& t) noexcept {
     return {t.data(), static_cast<std::size_t>(t.size())};
   }
@@ -60,13 +62,16 @@ struct tensor_traits<T> {
 template <class Plain, int Options, class Stride>
   requires TensorElement<typename std::remove_const_t<Plain>::Scalar>
 struct tensor_traits<Eigen::Map<Plain, Options, Stride>> {
-  using map_type = Eigen::Map<Plain, Options, Stride>;
-  using value_type = typename std::remove_const_t<Plain>::Scalar;
+  using map_type = Eigen::Map<Plain, Options, Stride>;  ///< The Map type.
+  using value_type = typename std::remove_const_t<Plain>::Scalar;  ///< Element type (without const).
+  /// The element type the Map gives write access to (const for a Map of a const type).
   using element = std::conditional_t<std::is_const_v<Plain>, const value_type, value_type>;
+  /// The mapped elements; throws std::invalid_argument for non-contiguous strides.
   static std::span<element> elements(map_type& m) {
     detail::check_contiguous_map(m);
     return {m.data(), static_cast<std::size_t>(m.size())};
   }
+  /// The mapped elements, read-only; throws std::invalid_argument for non-contiguous strides.
   static std::span<const value_type> elements(const map_type& m) {
     detail::check_contiguous_map(m);
     return {m.data(), static_cast<std::size_t>(m.size())};
@@ -80,7 +85,7 @@ struct tensor_traits<T> {
   static_assert(detail::always_false<T>,
                 "skipstep: an unevaluated Eigen expression is not a tensor (it has no memory of its own); "
                 "call .eval() on it, or return a Matrix/Array from your predictor");
-  using value_type = typename T::Scalar;
+  using value_type = typename T::Scalar;  ///< Present only so that the static_assert above is the one error.
 };
 
 }  // namespace skipstep

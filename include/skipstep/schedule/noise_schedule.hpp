@@ -41,7 +41,7 @@ inline std::vector<double> numpy_linspace(double start, double stop, std::size_t
 template <std::floating_point Real = double>
 class noise_schedule {
  public:
-  using value_type = Real;
+  using value_type = Real;  ///< Type the tables are stored in.
 
   /// Linear betas (Ho et al. 2020): β_t = numpy.linspace(beta_start, beta_end, T)[t]
   /// (diffusers `beta_schedule="linear"`; defaults are DDPM's 1e-4 and 0.02).

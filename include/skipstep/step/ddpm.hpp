@@ -38,9 +38,9 @@ enum class variance_type { fixed_small, fixed_small_log, fixed_large, fixed_larg
 ///   posterior_variance = max((1−ā_s)/(1−ā_k)·β, 1e-20) (Ho et al. 2020 eq. 7; diffusers DDPMScheduler.step and
 ///   _get_variance, including its 1e-20 floor).
 struct ddpm_posterior {
-  double x0_coeff = 0.0;
-  double sample_coeff = 0.0;
-  double posterior_variance = 0.0;
+  double x0_coeff = 0.0;            ///< coefficient of x0 in the posterior mean.
+  double sample_coeff = 0.0;        ///< coefficient of x_k in the posterior mean.
+  double posterior_variance = 0.0;  ///< β̃, the posterior variance ("fixed_small"), floored at 1e-20.
   double beta = 0.0;  ///< 1 − ā_k/ā_s, the "fixed_large" variance.
 
   /// The std of the added noise for a fixed variance type (not learned/learned_range, which need the model).

@@ -18,9 +18,9 @@ namespace skipstep {
 /// The address of a block of noise: elements [first_element, first_element + out.size()) of sample `sample`
 /// (the stream) at sampler step `step`.
 struct noise_position {
-  std::uint64_t sample = 0;
-  std::uint64_t step = 0;
-  std::uint64_t first_element = 0;
+  std::uint64_t sample = 0;         ///< which sample of the batch (the generator's stream).
+  std::uint64_t step = 0;           ///< the sampler's step index.
+  std::uint64_t first_element = 0;  ///< offset of the block inside the sample.
 };
 
 /// A counter-based generator: `g.fill(out, stream, step, first_element)` writes the standard normals of that
@@ -54,9 +54,10 @@ struct no_noise {};
 /// current step. Used to replay recorded noise (e.g. diffusers' reference runs) or a caller's own generator.
 template <class T>
 struct given_noise {
-  std::span<const T> values;
+  std::span<const T> values;   ///< the noise of the whole tensor for this step.
   std::size_t sample_size = 0;  ///< elements per sample; 0 = one sample holding everything.
 
+  /// Copies the requested block; throws std::invalid_argument if it lies outside `values`.
   void operator()(std::span<T> out, noise_position at) const {
     const std::size_t per = sample_size == 0 ? values.size() : sample_size;
     const std::size_t begin = static_cast<std::size_t>(at.sample) * per + static_cast<std::size_t>(at.first_element);

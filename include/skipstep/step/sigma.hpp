@@ -45,10 +45,12 @@ struct sigma_choice {
 /// The η family (Song et al. 2021, eq. 16): σ = η·√((1−ā_s)/(1−ā_k))·√(1 − ā_k/ā_s). η = 0 is deterministic DDIM,
 /// η = 1 the DDPM posterior. η must be finite and ≥ 0 (η > 1 is allowed while σ² ≤ 1 − ā_s holds at every step).
 struct eta {
-  double value = 0.0;
+  double value = 0.0;  ///< η.
+  /// η must be finite and ≥ 0 (std::invalid_argument otherwise).
   explicit eta(double v = 0.0) : value(v) {
     if (!(v >= 0.0) || !std::isfinite(v)) detail::throw_invalid("eta", "value", "must be finite and >= 0", v);
   }
+  /// σ for the step described by `c`.
   [[nodiscard]] double operator()(const step_context& c) const noexcept {
     return value == 0.0 ? 0.0 : value * ddpm_sigma(c.alpha_cumprod_t, c.alpha_cumprod_prev);
   }
@@ -58,6 +60,7 @@ struct eta {
 /// η = 1 (σ = DDPM posterior σ in the direction term) with added noise of std σ̂ = √(1 − ā_k/ā_s). σ̂ itself
 /// cannot go into the direction term: 1 − ā_s − σ̂² < 0 on some steps.
 struct larger_variance {
+  /// {σ of η = 1, σ̂} for the step described by `c`.
   [[nodiscard]] sigma_choice operator()(const step_context& c) const noexcept {
     const double r = 1.0 - c.alpha_cumprod_t / c.alpha_cumprod_prev;
     return {ddpm_sigma(c.alpha_cumprod_t, c.alpha_cumprod_prev), r > 0.0 ? std::sqrt(r) : 0.0};
@@ -66,7 +69,8 @@ struct larger_variance {
 
 /// A per-step list of σ values, σ_i for step i (e.g. tuned offline). Its size must equal the number of steps.
 struct sigma_list {
-  std::vector<double> values;
+  std::vector<double> values;  ///< σ_i for step i.
+  /// values[c.step_index]; throws std::invalid_argument past the end of the list.
   [[nodiscard]] double operator()(const step_context& c) const {
     if (c.step_index >= values.size())
       detail::throw_invalid("sigma_list", "values.size()",

@@ -26,11 +26,11 @@ enum class step_convention {
 /// One step: the model is evaluated at `timestep`; the sample moves from level ā = alpha_cumprod_from to
 /// alpha_cumprod_to. `target_timestep` is −1 for the final level (ā = 1 or ā_0).
 struct step_transition {
-  std::int64_t timestep = 0;
+  std::int64_t timestep = 0;  ///< where the model is evaluated.
   std::int64_t source_timestep = 0;  ///< level the sample is at (equals timestep when sampling; −1 = clean end).
-  std::int64_t target_timestep = -1;
-  double alpha_cumprod_from = 0.0;
-  double alpha_cumprod_to = 1.0;
+  std::int64_t target_timestep = -1;  ///< the level the step lands on, −1 for the final level.
+  double alpha_cumprod_from = 0.0;    ///< ā of the source level.
+  double alpha_cumprod_to = 1.0;      ///< ā of the target level.
   bool noise_allowed = true;  ///< false where the convention adds no noise (final clean level; DDPM t = 0).
 };
 

@@ -15,8 +15,9 @@ namespace skipstep {
 
 /// How x̂0 is processed. Thresholding wins over clipping, as in diffusers (`if thresholding: ... elif clip:`).
 struct x0_processing {
+  /// Which processing.
   enum class kind { none, clip, dynamic_threshold };
-  kind mode = kind::none;
+  kind mode = kind::none;  ///< The processing applied.
   double clip_range = 1.0;                  ///< clip: x̂0 ← clamp(x̂0, −range, range).
   double dynamic_thresholding_ratio = 0.995;  ///< threshold: the quantile q of |x̂0| per sample.
   double sample_max_value = 1.0;           ///< threshold: s = clamp(quantile, 1, sample_max_value).
