@@ -64,6 +64,25 @@ void combine_guidance(std::span<const T> uncond, std::span<const T> cond, std::s
   }
 }
 
+/// One float and one double buffer: a predictor adaptor uses the one of its tensor's element type, sized on first
+/// use and reused afterwards.
+struct typed_buffer {
+  std::vector<float> floats;
+  std::vector<double> doubles;
+
+  template <class T>
+  std::vector<T>& get(std::size_t n) {
+    std::vector<T>& b = [&]() -> std::vector<T>& {
+      if constexpr (std::is_same_v<T, float>)
+        return floats;
+      else
+        return doubles;
+    }();
+    if (b.size() != n) b.assign(n, T(0));
+    return b;
+  }
+};
+
 inline void check_guidance(double scale, double rescale) {
   if (!std::isfinite(scale)) throw_invalid("classifier_free_guidance", "scale", "must be finite", scale);
   if (!(rescale >= 0.0 && rescale <= 1.0))
@@ -98,32 +117,19 @@ class classifier_free_guidance {
     requires EpsilonPredictor<Conditional, X> && EpsilonPredictor<Unconditional, X>
   void operator()(const X& x, std::int64_t t, std::span<tensor_value_t<X>> out) {
     using T = tensor_value_t<X>;
-    auto& cond = buffer<T>(0, out.size());
-    auto& uncond = buffer<T>(1, out.size());
+    auto& cond = cond_.get<T>(out.size());
+    auto& uncond = uncond_.get<T>(out.size());
     detail::predict_into(conditional_, x, t, std::span<T>(cond));
     detail::predict_into(unconditional_, x, t, std::span<T>(uncond));
     detail::combine_guidance<T>(uncond, cond, out, scale_, rescale_, num_samples_);
   }
 
  private:
-  template <class T>
-  std::vector<T>& buffer(int which, std::size_t n) {
-    auto& b = [&]() -> std::vector<T>& {
-      if constexpr (std::is_same_v<T, float>)
-        return which == 0 ? cond_f_ : uncond_f_;
-      else
-        return which == 0 ? cond_d_ : uncond_d_;
-    }();
-    if (b.size() != n) b.assign(n, T(0));
-    return b;
-  }
-
   Conditional conditional_;
   Unconditional unconditional_;
   double scale_, rescale_;
   std::size_t num_samples_;
-  std::vector<float> cond_f_, uncond_f_;
-  std::vector<double> cond_d_, uncond_d_;
+  detail::typed_buffer cond_, uncond_;
 };
 
 /// Classifier-free guidance with one batched network call (how diffusers pipelines run it): `network(x2, t, out2)`
@@ -148,12 +154,8 @@ class batched_classifier_free_guidance {
     using T = tensor_value_t<X>;
     const auto xs = elements(x);
     const std::size_t n = xs.size();
-    std::vector<T>& in2 = pick<T>(input_f_, input_d_);
-    std::vector<T>& out2 = pick<T>(output_f_, output_d_);
-    if (in2.size() != 2 * n) {
-      in2.assign(2 * n, T(0));
-      out2.assign(2 * n, T(0));
-    }
+    std::vector<T>& in2 = input_.get<T>(2 * n);
+    std::vector<T>& out2 = output_.get<T>(2 * n);
     std::copy(xs.begin(), xs.end(), in2.begin());
     std::copy(xs.begin(), xs.end(), in2.begin() + static_cast<std::ptrdiff_t>(n));
     network_(std::span<const T>(in2), t, std::span<T>(out2));
@@ -162,19 +164,10 @@ class batched_classifier_free_guidance {
   }
 
  private:
-  template <class T>
-  std::vector<T>& pick(std::vector<float>& f, std::vector<double>& d) {
-    if constexpr (std::is_same_v<T, float>)
-      return f;
-    else
-      return d;
-  }
-
   Network network_;
   double scale_, rescale_;
   std::size_t num_samples_;
-  std::vector<float> input_f_, output_f_;
-  std::vector<double> input_d_, output_d_;
+  detail::typed_buffer input_, output_;
 };
 
 }  // namespace skipstep
