@@ -41,6 +41,7 @@ class philox_normal {
   /// Generator with Philox key = seed (low word first).
   constexpr explicit philox_normal(std::uint64_t seed) noexcept : seed_{seed} {}
 
+  /// The seed (the Philox key) the generator was built with.
   [[nodiscard]] constexpr std::uint64_t seed() const noexcept { return seed_; }
 
   /// out[k] = z(stream, step, first_element + k) for k in [0, out.size()), z ~ N(0, 1) i.i.d. over all
@@ -81,6 +82,7 @@ class philox_normal {
         key());
   }
 
+  /// Generators are equal when their seeds are: they produce the same values everywhere.
   friend constexpr bool operator==(const philox_normal&, const philox_normal&) noexcept = default;
 
  private:

@@ -37,8 +37,10 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "philox.hpp"
+#include "simd_normal.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
@@ -274,7 +276,15 @@ inline void normal_fill(std::array<std::uint32_t, 2> key, std::uint32_t c1, std:
     }
     j = first + pos;
   }
-  // Body: whole blocks straight into out, normal_batch_blocks at a time.
+  // Body: whole blocks straight into out. Float uses the AVX2 / AVX-512 kernels of simd_normal.hpp when the CPU has
+  // them (bit-identical to the loops below); otherwise normal_batch_blocks at a time through the portable loops.
+  if constexpr (std::is_same_v<T, float>) {
+    const std::size_t count = (n - pos) / 4;
+    if (count > 0 && normal_blocks_f32_dispatch(ks, static_cast<std::uint32_t>(j >> 2), c1, c2, c3, count, out + pos)) {
+      pos += 4 * count;
+      j += 4 * count;
+    }
+  }
   while (n - pos >= 4) {
     std::size_t count = (n - pos) / 4;
     if (count > normal_batch_blocks) {

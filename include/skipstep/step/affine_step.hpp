@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "skipstep/detail/error.hpp"
+#include "skipstep/detail/kernels.hpp"
 #include "skipstep/prediction.hpp"
 #include "skipstep/step/noise_source.hpp"
 #include "skipstep/step/x0_transform.hpp"
@@ -26,13 +27,13 @@ namespace skipstep {
 ///   x_s = x0_weight·P(x̂0) + eps_weight·ε̂ + sample_weight·x + noise_std·z.
 /// With `use_clipped_model_output`, ε̂ = reeps_from_sample·x + reeps_from_x0·P(x̂0) instead.
 struct affine_step {
-  prediction_coefficients pred{};
-  double x0_weight = 0.0;
-  double eps_weight = 0.0;
-  double sample_weight = 0.0;
-  double noise_std = 0.0;
-  double reeps_from_sample = 0.0;
-  double reeps_from_x0 = 0.0;
+  prediction_coefficients pred{};  ///< x̂0 and ε̂ as linear maps of (x, m).
+  double x0_weight = 0.0;          ///< w0, the weight of the processed x̂0.
+  double eps_weight = 0.0;         ///< we, the weight of ε̂ (DDIM's direction term √(1 − ā_s − σ²)).
+  double sample_weight = 0.0;      ///< wx, the weight of x itself (the DDPM posterior's x_k coefficient).
+  double noise_std = 0.0;          ///< σ_z, the std of the added noise.
+  double reeps_from_sample = 0.0;  ///< ε̂ re-derived from the processed x̂0: coefficient of x, 1/√(1 − ā_t).
+  double reeps_from_x0 = 0.0;      ///< ... and of x̂0, −√ā_t/√(1 − ā_t).
 
   /// a of the fused form x_s = a·x + b·m + noise_std·z (valid without x̂0 processing).
   [[nodiscard]] double sample_coeff() const noexcept {
@@ -42,12 +43,6 @@ struct affine_step {
   [[nodiscard]] double model_coeff() const noexcept {
     return x0_weight * pred.x0_from_model + eps_weight * pred.eps_from_model;
   }
-};
-
-/// Memory the thresholding path needs: at least one sample's worth of elements. Other paths need none.
-template <class T>
-struct step_scratch {
-  std::span<T> values;
 };
 
 namespace detail {
@@ -96,7 +91,7 @@ void apply_step(const affine_step& c, std::span<T> x, std::span<const T> model, 
     const T a = static_cast<T>(c.sample_coeff());
     const T b = static_cast<T>(c.model_coeff());
     if (!draw) {
-      for (std::size_t i = 0, n = x.size(); i < n; ++i) xs[i] = a * xs[i] + b * ms[i];
+      detail::fused_step_kernel(xs, ms, x.size(), a, b);
       return;
     }
     if constexpr (has_noise_source) {
@@ -105,9 +100,7 @@ void apply_step(const affine_step& c, std::span<T> x, std::span<const T> model, 
         for (std::size_t j = 0; j < per_sample; j += detail::noise_block) {
           const std::size_t len = std::min(detail::noise_block, per_sample - j);
           detail::draw_noise<T>(noise, std::span<T>(z.data(), len), noise_position{s, step_index, j});
-          T* __restrict xb = xs + s * per_sample + j;
-          const T* __restrict mb = ms + s * per_sample + j;
-          for (std::size_t i = 0; i < len; ++i) xb[i] = a * xb[i] + b * mb[i] + zs * z[i];
+          detail::fused_noisy_step_kernel(xs + s * per_sample + j, ms + s * per_sample + j, z.data(), len, a, b, zs);
         }
       }
     }
