@@ -123,6 +123,28 @@ void BM_DDIM_StepNoisy(benchmark::State& state) {
 }
 BENCHMARK(BM_DDIM_StepNoisy)->Apply(sizes);
 
+/// The noisy step split over a 2-participant thread_pool (opt-in threads; same bits as one thread). Wall time:
+/// compare with BM_DDIM_StepNoisy's wall time.
+void BM_DDIM_StepNoisy_Threads2(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  step_buffers buf(n);
+  const auto pair = ddim_pair(1.0);
+  const affine_step steps[2] = {pair.first, pair.second};
+  const x0_processing none = x0_processing::none();
+  const philox_normal noise{0x5EED5EED1234ABCDu};
+  thread_pool pool(2);
+  std::size_t k = 0;
+  for (auto _ : state) {
+    parallel_apply_step(pool, steps[k & 1], std::span<float>(buf.x), std::span<const float>(buf.m), none, 1, noise,
+                        k & 0xFFFF);
+    ++k;
+    benchmark::DoNotOptimize(buf.x.data());
+    benchmark::ClobberMemory();
+  }
+  counters(state);
+}
+BENCHMARK(BM_DDIM_StepNoisy_Threads2)->Apply(sizes)->UseRealTime();
+
 void BM_DDPM_Step(benchmark::State& state) {
   affine_step down = ddpm_step(prediction_type::epsilon, 0.5, 0.6, variance_type::fixed_small);
   affine_step up = ddim_step(prediction_type::epsilon, 0.6, 0.5);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "skipstep/detail/error.hpp"
+#include "skipstep/parallel.hpp"
 #include "skipstep/predictor.hpp"
 #include "skipstep/schedule/noise_schedule.hpp"
 #include "skipstep/schedule/timesteps.hpp"
@@ -83,10 +84,12 @@ template <TensorElement T>
 struct sampler_workspace {
   std::vector<T> model_output;  ///< where a writing predictor writes.
   std::vector<T> x0;            ///< x̂0 of the current step (filled when a callback is given).
-  std::vector<T> scratch;       ///< one sample's scratch for dynamic thresholding.
+  std::vector<T> scratch;       ///< one sample's scratch (per thread) for dynamic thresholding.
+  thread_pool* pool = nullptr;  ///< opt-in: run each step over this pool (same bits as one thread).
 
-  /// A workspace for tensors of `size` elements.
-  explicit sampler_workspace(std::size_t size) : model_output(size), x0(size), scratch(size) {}
+  /// A workspace for tensors of `size` elements; with a pool, steps of large tensors use its threads.
+  explicit sampler_workspace(std::size_t size, thread_pool* threads = nullptr)
+      : model_output(size), x0(size), scratch(size), pool(threads) {}
   /// A workspace for tensors shaped like `like`.
   template <ReadableTensor X>
   explicit sampler_workspace(const X& like) : sampler_workspace(elements(like).size()) {}
@@ -152,15 +155,21 @@ class sampler {
           detail::throw_invalid(fn, "model output size", "must equal x.size() = " + std::to_string(xs.size()),
                                 m.size());
         if (options_.check_finite) detail::check_all_finite(m, "model output", i, tr.timestep);
+        auto step_with = [&](auto&& source) {
+          if (workspace.pool != nullptr)
+            parallel_apply_step(*workspace.pool, coefficients_[i], xs, m, options_.processing, options_.num_samples,
+                                source, i, x0_out, std::span<T>(workspace.scratch));
+          else
+            apply_step(coefficients_[i], xs, m, options_.processing, options_.num_samples, source, i, x0_out,
+                       std::span<T>(workspace.scratch));
+        };
         if constexpr (has_noise) {
           if (step_draws_noise(i)) {
-            apply_step(coefficients_[i], xs, m, options_.processing, options_.num_samples, noise, i, x0_out,
-                       std::span<T>(workspace.scratch));
+            step_with(noise);
             return;
           }
         }
-        apply_step(coefficients_[i], xs, m, options_.processing, options_.num_samples, no_noise{}, i, x0_out,
-                   std::span<T>(workspace.scratch));
+        step_with(no_noise{});
       };
       if constexpr (WritingPredictor<F, X>) {
         predictor(std::as_const(x), tr.timestep, std::span<T>(workspace.model_output));

@@ -17,5 +17,6 @@
 #include "skipstep/step/ddpm.hpp"
 #include "skipstep/step/transitions.hpp"
 #include "skipstep/random.hpp"
+#include "skipstep/parallel.hpp"
 #include "skipstep/sampler.hpp"
 #include "skipstep/guidance.hpp"

@@ -166,6 +166,15 @@ TEST_CASE("no heap allocation inside a run once the workspace exists", "[sampler
   const long during = allocations.load() - before;
   REQUIRE(r.steps_run == 50);
   REQUIRE(during == 0);
+
+  // The same with the opt-in thread pool, on a tensor large enough to use it.
+  thread_pool pool(2);
+  std::vector<double> big(4 * 32768, 0.1);
+  sampler_workspace<double> threaded(big.size(), &pool);
+  s.sample(model, big, rng, threaded, callback);  // warm-up
+  const long before_threaded = allocations.load();
+  s.sample(model, big, rng, threaded, callback);
+  REQUIRE(allocations.load() - before_threaded == 0);
 }
 
 TEST_CASE("a stochastic sampler without a noise source is an error", "[sampler][errors]") {

@@ -57,50 +57,54 @@ void check_same_size(const char* fn, std::span<T> x, std::size_t other, const ch
 
 }  // namespace detail
 
-/// Applies one step in place: x ← x_s. `model` is the network output at (x, t); `noise` a NoiseSource or no_noise;
-/// `num_samples` splits x into that many equal contiguous samples (thresholding is per sample and sample b draws
-/// noise stream b); `x0_out`, if not empty, receives the processed x̂0; `scratch` must hold one sample's elements
-/// when dynamic thresholding is on. `step_index` addresses the noise. No allocation.
-template <class T, class Noise = no_noise>
-void apply_step(const affine_step& c, std::span<T> x, std::span<const T> model, const x0_processing& processing,
-                std::size_t num_samples = 1, Noise&& noise = {}, std::size_t step_index = 0,
-                std::span<T> x0_out = {}, std::span<T> scratch = {}) {
-  constexpr const char* fn = "apply_step";
+namespace detail {
+
+/// The part of a tensor one call updates: samples [sample_begin, sample_end) and, inside each of them, elements
+/// [element_begin, element_end). Noise is addressed by absolute sample and element, so any partition of a step into
+/// ranges (threads, chunks) gives the same bits as one call over everything.
+struct step_range {
+  std::size_t sample_begin = 0;
+  std::size_t sample_end = 0;
+  std::size_t element_begin = 0;
+  std::size_t element_end = 0;
+};
+
+/// The step over one range; arguments already validated by apply_step. `scratch` (one sample's elements) is needed
+/// for dynamic thresholding, which requires whole samples (element range = the full sample).
+template <class T, class Noise>
+void apply_step_range(const affine_step& c, T* xs, const T* ms, std::size_t per_sample,
+                      const x0_processing& processing, Noise& noise, std::size_t step_index, T* x0_out, T* scratch,
+                      const step_range& r) {
   using noise_t = std::remove_cvref_t<Noise>;
   constexpr bool has_noise_source = !std::is_same_v<noise_t, no_noise>;
-  static_assert(!has_noise_source || NoiseSource<noise_t, T>,
-                "skipstep::apply_step: noise must be callable as noise(std::span<T>, noise_position), or no_noise");
-  if (x.empty()) detail::throw_invalid(fn, "x.size()", "must be > 0", x.size());
-  detail::check_same_size(fn, x, model.size(), "model.size()");
-  if (!x0_out.empty()) detail::check_same_size(fn, x, x0_out.size(), "x0_out.size()");
-  if (num_samples == 0 || x.size() % num_samples != 0)
-    detail::throw_invalid(fn, "num_samples", "must be >= 1 and divide the element count " + std::to_string(x.size()),
-                          num_samples);
-  const std::size_t per_sample = x.size() / num_samples;
-  const bool thresholding = processing.mode == x0_processing::kind::dynamic_threshold;
-  if (thresholding && scratch.size() < per_sample)
-    detail::throw_invalid(fn, "scratch.size()", "must hold one sample (" + std::to_string(per_sample) + " elements)",
-                          scratch.size());
   const bool draw = has_noise_source && c.noise_std != 0.0;
   const T zs = static_cast<T>(c.noise_std);
-  T* __restrict xs = x.data();
-  const T* __restrict ms = model.data();
+  const std::size_t width = r.element_end - r.element_begin;
+  const bool whole_samples = r.element_begin == 0 && r.element_end == per_sample;
 
-  if (processing.is_identity() && x0_out.empty()) {
+  if (processing.is_identity() && x0_out == nullptr) {
     // Fused form: one read of x and m, one write of x.
     const T a = static_cast<T>(c.sample_coeff());
     const T b = static_cast<T>(c.model_coeff());
     if (!draw) {
-      detail::fused_step_kernel(xs, ms, x.size(), a, b);
+      if (whole_samples) {
+        const std::size_t begin = r.sample_begin * per_sample;
+        fused_step_kernel(xs + begin, ms + begin, (r.sample_end - r.sample_begin) * per_sample, a, b);
+      } else {
+        for (std::size_t s = r.sample_begin; s < r.sample_end; ++s) {
+          const std::size_t begin = s * per_sample + r.element_begin;
+          fused_step_kernel(xs + begin, ms + begin, width, a, b);
+        }
+      }
       return;
     }
     if constexpr (has_noise_source) {
-      std::array<T, detail::noise_block> z;
-      for (std::size_t s = 0; s < num_samples; ++s) {
-        for (std::size_t j = 0; j < per_sample; j += detail::noise_block) {
-          const std::size_t len = std::min(detail::noise_block, per_sample - j);
-          detail::draw_noise<T>(noise, std::span<T>(z.data(), len), noise_position{s, step_index, j});
-          detail::fused_noisy_step_kernel(xs + s * per_sample + j, ms + s * per_sample + j, z.data(), len, a, b, zs);
+      std::array<T, noise_block> z;
+      for (std::size_t s = r.sample_begin; s < r.sample_end; ++s) {
+        for (std::size_t j = r.element_begin; j < r.element_end; j += noise_block) {
+          const std::size_t len = std::min(noise_block, r.element_end - j);
+          draw_noise<T>(noise, std::span<T>(z.data(), len), noise_position{s, step_index, j});
+          fused_noisy_step_kernel(xs + s * per_sample + j, ms + s * per_sample + j, z.data(), len, a, b, zs);
         }
       }
     }
@@ -113,8 +117,9 @@ void apply_step(const affine_step& c, std::span<T> x, std::span<const T> model, 
   const T rx = static_cast<T>(c.reeps_from_sample), r0 = static_cast<T>(c.reeps_from_x0);
   const T w0 = static_cast<T>(c.x0_weight), we = static_cast<T>(c.eps_weight), wx = static_cast<T>(c.sample_weight);
   const bool reeps = processing.use_clipped_model_output;
-  std::array<T, detail::noise_block> z{};
-  for (std::size_t s = 0; s < num_samples; ++s) {
+  const bool thresholding = processing.mode == x0_processing::kind::dynamic_threshold;
+  std::array<T, noise_block> z{};
+  for (std::size_t s = r.sample_begin; s < r.sample_end; ++s) {
     T lo = -std::numeric_limits<T>::infinity(), hi = std::numeric_limits<T>::infinity(), scale = T(1);
     bool divide = false;
     if (processing.mode == x0_processing::kind::clip) {
@@ -125,17 +130,18 @@ void apply_step(const affine_step& c, std::span<T> x, std::span<const T> model, 
         const std::size_t k = s * per_sample + i;
         scratch[i] = std::abs(px * xs[k] + pm * ms[k]);
       }
-      const double q = detail::quantile_in_place(scratch.first(per_sample), processing.dynamic_thresholding_ratio);
+      const double q =
+          quantile_in_place(std::span<T>(scratch, per_sample), processing.dynamic_thresholding_ratio);
       const double th = std::min(std::max(q, 1.0), processing.sample_max_value);
       lo = static_cast<T>(-th);
       hi = static_cast<T>(th);
       scale = static_cast<T>(th);
       divide = true;
     }
-    for (std::size_t j = 0; j < per_sample; j += detail::noise_block) {
-      const std::size_t len = std::min(detail::noise_block, per_sample - j);
+    for (std::size_t j = r.element_begin; j < r.element_end; j += noise_block) {
+      const std::size_t len = std::min(noise_block, r.element_end - j);
       if constexpr (has_noise_source) {
-        if (draw) detail::draw_noise<T>(noise, std::span<T>(z.data(), len), noise_position{s, step_index, j});
+        if (draw) draw_noise<T>(noise, std::span<T>(z.data(), len), noise_position{s, step_index, j});
       }
       for (std::size_t i = 0; i < len; ++i) {
         const std::size_t k = s * per_sample + j + i;
@@ -148,11 +154,50 @@ void apply_step(const affine_step& c, std::span<T> x, std::span<const T> model, 
         const T eps = reeps ? rx * xv + r0 * x0 : ex * xv + em * mv;
         T out = w0 * x0 + we * eps + wx * xv;
         if (draw) out += zs * z[i];
-        if (!x0_out.empty()) x0_out[k] = x0;
+        if (x0_out != nullptr) x0_out[k] = x0;
         xs[k] = out;
       }
     }
   }
+}
+
+/// apply_step's argument checks; returns the elements per sample.
+template <class T, class Noise>
+std::size_t check_step_arguments(const char* fn, std::span<T> x, std::span<const T> model,
+                                 const x0_processing& processing, std::size_t num_samples, std::span<T> x0_out,
+                                 std::size_t scratch_size) {
+  using noise_t = std::remove_cvref_t<Noise>;
+  static_assert(std::is_same_v<noise_t, no_noise> || NoiseSource<noise_t, T>,
+                "skipstep::apply_step: noise must be callable as noise(std::span<T>, noise_position), or no_noise");
+  if (x.empty()) throw_invalid(fn, "x.size()", "must be > 0", x.size());
+  check_same_size(fn, x, model.size(), "model.size()");
+  if (!x0_out.empty()) check_same_size(fn, x, x0_out.size(), "x0_out.size()");
+  if (num_samples == 0 || x.size() % num_samples != 0)
+    throw_invalid(fn, "num_samples", "must be >= 1 and divide the element count " + std::to_string(x.size()),
+                  num_samples);
+  const std::size_t per_sample = x.size() / num_samples;
+  if (processing.mode == x0_processing::kind::dynamic_threshold && scratch_size < per_sample)
+    throw_invalid(fn, "scratch.size()", "must hold one sample (" + std::to_string(per_sample) + " elements)",
+                  scratch_size);
+  return per_sample;
+}
+
+}  // namespace detail
+
+/// Applies one step in place: x ← x_s. `model` is the network output at (x, t); `noise` a NoiseSource or no_noise;
+/// `num_samples` splits x into that many equal contiguous samples (thresholding is per sample and sample b draws
+/// noise stream b); `x0_out`, if not empty, receives the processed x̂0; `scratch` must hold one sample's elements
+/// when dynamic thresholding is on. `step_index` addresses the noise. One pass over memory; no allocation.
+template <class T, class Noise = no_noise>
+void apply_step(const affine_step& c, std::span<T> x, std::span<const T> model, const x0_processing& processing,
+                std::size_t num_samples = 1, Noise&& noise = {}, std::size_t step_index = 0,
+                std::span<T> x0_out = {}, std::span<T> scratch = {}) {
+  const std::size_t per_sample =
+      detail::check_step_arguments<T, Noise>("apply_step", x, std::span<const T>(model), processing, num_samples,
+                                             x0_out, scratch.size());
+  detail::apply_step_range(c, x.data(), model.data(), per_sample, processing, noise, step_index,
+                           x0_out.empty() ? nullptr : x0_out.data(), scratch.empty() ? nullptr : scratch.data(),
+                           detail::step_range{0, num_samples, 0, per_sample});
 }
 
 }  // namespace skipstep
