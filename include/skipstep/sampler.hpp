@@ -278,7 +278,7 @@ class ddpm_sampler : public sampler {
                                                                                 const sampler_options& options) {
     if (variance == variance_type::learned || variance == variance_type::learned_range)
       detail::throw_invalid("ddpm_sampler", "variance", "must be a fixed type (learned types: apply_ddpm_learned_step)",
-                            static_cast<int>(variance));
+                            variance_type_name(variance));
     auto transitions = ddpm_transitions(schedule, timesteps, options.convention);
     std::vector<affine_step> coefficients(transitions.size());
     for (std::size_t i = 0; i < transitions.size(); ++i) {

@@ -222,12 +222,12 @@ TEST_CASE("quadratic spacing: N distinct, strictly decreasing entries in [0, T) 
                           std::invalid_argument);
         continue;
       }
-      if (tau.back() >= T) continue;  // borderline: depends on the exactness checked in the [header-bug] case
+      if (tau.back() >= T) continue;  // borderline: depends on the exact integer rule checked below
       const auto s = timestep_schedule::quadratic(static_cast<std::size_t>(T), static_cast<std::size_t>(N));
       require_valid(s, static_cast<std::size_t>(T), static_cast<std::size_t>(N));
       for (std::size_t i = 0; i < tau.size(); ++i) {
         INFO("i = " << i << ", expected = " << tau[i]);
-        // Within one of the exact rule (the exact equality is the [header-bug] test case below).
+        // Within one of the real-valued formula (the exact integer equality is the next test case).
         REQUIRE(std::abs(s[tau.size() - 1 - i] - tau[i]) <= 1);
       }
     }
@@ -253,7 +253,7 @@ TEST_CASE("quadratic spacing: N distinct, strictly decreasing entries in [0, T) 
 }
 
 TEST_CASE("quadratic spacing equals the exact floor formula (no floating-point floor of an integer)",
-          "[timesteps][header-bug]") {
+          "[timesteps]") {
   // (i·√(0.8T)/(N−1))² is often an exact integer (always at i = N−1 when 5 | T, e.g. 800 for T = 1000), and
   // evaluating it in floating point can land just below it, so floor gives one less: T = 100, N = 29, i = 21 gives
   // 44 instead of 45; T = 1000, N = 100 starts at 799 instead of 800.

@@ -196,7 +196,9 @@ class noise_schedule {
     return s;
   }
 
-  void assign(const char*, std::vector<double> betas, std::vector<double> alphas_cumprod) {
+  /// Stores the double tables as Real. Narrowing (noise_schedule<float>) must keep the invariants: a β or an ā
+  /// (before T−1) that rounds to 0 in Real is rejected, naming the entry.
+  void assign(const char* fn, std::vector<double> betas, std::vector<double> alphas_cumprod) {
     const std::size_t n = betas.size();
     betas_.resize(n);
     alphas_.resize(n);
@@ -205,6 +207,12 @@ class noise_schedule {
       betas_[t] = static_cast<Real>(betas[t]);
       alphas_[t] = static_cast<Real>(1.0 - betas[t]);
       alphas_cumprod_[t] = static_cast<Real>(alphas_cumprod[t]);
+      if (betas_[t] == Real(0))
+        detail::throw_invalid(fn, "betas[" + std::to_string(t) + "]", "rounds to 0 in the schedule's value type",
+                              betas[t]);
+      if (alphas_cumprod_[t] == Real(0) && t + 1 != n)
+        detail::throw_invalid(fn, "alphas_cumprod[" + std::to_string(t) + "]",
+                              "rounds to 0 in the schedule's value type before t = T-1", alphas_cumprod[t]);
     }
   }
 

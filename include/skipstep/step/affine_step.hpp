@@ -133,9 +133,10 @@ void apply_step_range(const affine_step& c, T* xs, const T* ms, std::size_t per_
       const double q =
           quantile_in_place(std::span<T>(scratch, per_sample), processing.dynamic_thresholding_ratio);
       const double th = std::min(std::max(q, 1.0), processing.sample_max_value);
-      lo = static_cast<T>(-th);
-      hi = static_cast<T>(th);
-      scale = static_cast<T>(th);
+      // A threshold below T's smallest normal (max_value = 1e-300 on floats) would divide by 0.
+      scale = std::max(static_cast<T>(th), std::numeric_limits<T>::min());
+      lo = -scale;
+      hi = scale;
       divide = true;
     }
     for (std::size_t j = r.element_begin; j < r.element_end; j += noise_block) {

@@ -33,6 +33,19 @@ enum class variance_type { fixed_small, fixed_small_log, fixed_large, fixed_larg
   detail::throw_invalid("parse_variance_type", "name", "is not a diffusers variance type", name);
 }
 
+/// diffusers' name of a variance type ("fixed_small", ..., "learned_range").
+[[nodiscard]] inline const char* variance_type_name(variance_type type) noexcept {
+  switch (type) {
+    case variance_type::fixed_small: return "fixed_small";
+    case variance_type::fixed_small_log: return "fixed_small_log";
+    case variance_type::fixed_large: return "fixed_large";
+    case variance_type::fixed_large_log: return "fixed_large_log";
+    case variance_type::learned: return "learned";
+    case variance_type::learned_range: return "learned_range";
+  }
+  return "unknown";
+}
+
 /// Posterior q(x_s | x_k, x0) = N(x0_coeff·x0 + sample_coeff·x_k, posterior_variance) for levels ā_k < ā_s:
 ///   α = ā_k/ā_s, β = 1 − α, x0_coeff = √ā_s·β/(1−ā_k), sample_coeff = √α·(1−ā_s)/(1−ā_k),
 ///   posterior_variance = max((1−ā_s)/(1−ā_k)·β, 1e-20) (Ho et al. 2020 eq. 7; diffusers DDPMScheduler.step and
@@ -55,7 +68,7 @@ struct ddpm_posterior {
       case variance_type::learned_range: break;
     }
     detail::throw_invalid("ddpm_posterior::noise_std", "type", "needs the model's variance output (learned types)",
-                          static_cast<int>(type));
+                          variance_type_name(type));
   }
 
   /// The std for a learned variance type given the model's value v at one element: learned: √v;
@@ -78,7 +91,8 @@ struct ddpm_posterior {
   ddpm_posterior p;
   const double beta_prod_t = 1.0 - alpha_cumprod_t;
   const double beta_prod_prev = 1.0 - alpha_cumprod_prev;
-  const double current_alpha = alpha_cumprod_t / alpha_cumprod_prev;
+  // Equal levels (also ā = 0 twice, e.g. T = 1 with zero terminal SNR) are an identity step, not 0/0.
+  const double current_alpha = alpha_cumprod_t == alpha_cumprod_prev ? 1.0 : alpha_cumprod_t / alpha_cumprod_prev;
   p.beta = 1.0 - current_alpha;
   p.x0_coeff = (std::sqrt(alpha_cumprod_prev) * p.beta) / beta_prod_t;
   p.sample_coeff = std::sqrt(current_alpha) * beta_prod_prev / beta_prod_t;
@@ -113,7 +127,7 @@ void apply_ddpm_learned_step(prediction_type kind, double alpha_cumprod_t, doubl
                              std::span<T> x0_out = {}, std::span<T> scratch = {}) {
   if (type != variance_type::learned && type != variance_type::learned_range)
     detail::throw_invalid("apply_ddpm_learned_step", "type", "must be learned or learned_range",
-                          static_cast<int>(type));
+                          variance_type_name(type));
   detail::check_same_size("apply_ddpm_learned_step", x, model_variance.size(), "model_variance.size()");
   const ddpm_posterior p = ddpm_posterior_at(alpha_cumprod_t, alpha_cumprod_prev);
   const affine_step c = ddpm_step(kind, alpha_cumprod_t, alpha_cumprod_prev, type, add_noise);

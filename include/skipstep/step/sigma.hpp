@@ -37,7 +37,7 @@ struct sigma_choice {
 /// with η = 1; diffusers DDIMScheduler._get_variance, evaluated in that order). 0 when ā_k = ā_s or ā_k = 1.
 [[nodiscard]] inline double ddpm_sigma(double alpha_cumprod_t, double alpha_cumprod_prev) noexcept {
   const double beta_t = 1.0 - alpha_cumprod_t;
-  if (beta_t == 0.0) return 0.0;
+  if (beta_t == 0.0 || alpha_cumprod_t == alpha_cumprod_prev) return 0.0;
   const double variance = ((1.0 - alpha_cumprod_prev) / beta_t) * (1.0 - alpha_cumprod_t / alpha_cumprod_prev);
   return variance > 0.0 ? std::sqrt(variance) : 0.0;
 }
@@ -62,7 +62,7 @@ struct eta {
 struct larger_variance {
   /// {σ of η = 1, σ̂} for the step described by `c`.
   [[nodiscard]] sigma_choice operator()(const step_context& c) const noexcept {
-    const double r = 1.0 - c.alpha_cumprod_t / c.alpha_cumprod_prev;
+    const double r = c.alpha_cumprod_t == c.alpha_cumprod_prev ? 0.0 : 1.0 - c.alpha_cumprod_t / c.alpha_cumprod_prev;
     return {ddpm_sigma(c.alpha_cumprod_t, c.alpha_cumprod_prev), r > 0.0 ? std::sqrt(r) : 0.0};
   }
 };
