@@ -2,6 +2,8 @@
 // std::domain_error whose message names the function, the argument and the offending value.
 #include <catch2/catch.hpp>
 
+#include "check_error.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -24,17 +26,10 @@ using Catch::Matchers::Contains;
 using dvec = std::vector<double>;
 using ivec = std::vector<std::int64_t>;
 
-// The exception type, and a message naming function, argument and value.
-#define CHECK_ERROR(expr, Type, function, argument, value)                                \
-  do {                                                                                    \
-    CHECK_THROWS_AS(expr, Type);                                                          \
-    CHECK_THROWS_WITH(expr, Contains(function) && Contains(argument) && Contains(value)); \
-  } while (false)
+using skipstep_test::inf_v;
+using skipstep_test::nan_v;
 
 namespace {
-
-constexpr double nan_v = std::numeric_limits<double>::quiet_NaN();
-constexpr double inf_v = std::numeric_limits<double>::infinity();
 
 const auto eps_model = [](const dvec& x, std::int64_t) { return dvec(x.size(), 0.1); };
 

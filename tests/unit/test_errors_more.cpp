@@ -5,6 +5,8 @@
 // (tests/fuzz) found — silent NaNs from legal inputs, and contiguous xtensor strides rejected — now fixed.
 #include <catch2/catch.hpp>
 
+#include "check_error.hpp"
+
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -19,16 +21,10 @@
 using namespace skipstep;
 using Catch::Matchers::Contains;
 
-#define CHECK_ERROR(expr, Type, function, argument, value)                                \
-  do {                                                                                    \
-    CHECK_THROWS_AS(expr, Type);                                                          \
-    CHECK_THROWS_WITH(expr, Contains(function) && Contains(argument) && Contains(value)); \
-  } while (false)
+using skipstep_test::inf_v;
+using skipstep_test::nan_v;
 
 namespace {
-
-constexpr double nan_v = std::numeric_limits<double>::quiet_NaN();
-constexpr double inf_v = std::numeric_limits<double>::infinity();
 
 ddim_sampler small_sampler(sampler_options opt = {}) {
   return ddim_sampler(noise_schedule<>::linear(1000), timestep_schedule::leading(1000, 10), eta{0.0}, opt);
