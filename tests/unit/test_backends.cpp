@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "skipstep/backend/eigen.hpp"
+#include "skipstep/backend/eigen_tensor.hpp"
 #include "skipstep/backend/xtensor.hpp"
 #include "skipstep/skipstep.hpp"
 
@@ -53,6 +54,10 @@ template <>
 xt::xtensor<double, 2> make() { return xt::xtensor<double, 2>::from_shape({rows, cols}); }
 template <>
 user::buffer make() { return user::buffer(count); }
+template <>
+Eigen::Tensor<double, 3> make() { return Eigen::Tensor<double, 3>(2, 3, 4); }
+template <>
+Eigen::Tensor<double, 2, Eigen::RowMajor> make() { return Eigen::Tensor<double, 2, Eigen::RowMajor>(4, 6); }
 
 /// The initial sample and a nonlinear predictor, written once for all backends through the tensor trait.
 template <class X>
@@ -98,7 +103,8 @@ std::vector<double> run_all(X x) {
 TEMPLATE_TEST_CASE("every backend gives bit-identical sampler results", "[backend]", std::vector<double>,
                    Eigen::VectorXd, Eigen::ArrayXXd,
                    (Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>), xt::xarray<double>,
-                   (xt::xtensor<double, 2>), user::buffer) {
+                   (xt::xtensor<double, 2>), user::buffer, (Eigen::Tensor<double, 3>),
+                   (Eigen::Tensor<double, 2, Eigen::RowMajor>)) {
   static_assert(Tensor<TestType>);
   const auto reference = run_all(initial<std::vector<double>>());
   const auto ours = run_all(initial<TestType>());
@@ -130,6 +136,20 @@ TEST_CASE("views over existing memory: std::span, Eigen::Map and xt::adapt", "[b
       return o;
     };
     ddim_sampler(schedule, ts, eta{0.7}, opt).sample(predictor, map, philox_normal(42));
+    for (std::size_t i = 0; i < count; ++i) REQUIRE(storage[i] == reference[i]);
+  }
+  SECTION("Eigen::TensorMap") {
+    Eigen::TensorMap<Eigen::Tensor<double, 2>> map(storage.data(), 4, 6);
+    static_assert(Tensor<decltype(map)>);
+    static_assert(ReadableTensor<Eigen::TensorMap<const Eigen::Tensor<double, 2>>> &&
+                  !Tensor<Eigen::TensorMap<const Eigen::Tensor<double, 2>>>);
+    const auto schedule = noise_schedule<>::scaled_linear(1000);
+    sampler_options opt;
+    opt.num_samples = 2;
+    opt.processing = x0_processing::dynamic_threshold(0.9, 1.5);
+    auto predictor = [&](const decltype(map)& in, std::int64_t t, std::span<double> out) { model(in, t, out); };
+    ddim_sampler(schedule, timestep_schedule::trailing(1000, 12), eta{0.7}, opt)
+        .sample(predictor, map, philox_normal(42));
     for (std::size_t i = 0; i < count; ++i) REQUIRE(storage[i] == reference[i]);
   }
   SECTION("xt::adapt") {
