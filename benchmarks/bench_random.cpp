@@ -19,9 +19,11 @@ void sizes(benchmark::internal::Benchmark* b) {
   }
 }
 
-void BM_Normal_Fill(benchmark::State& state) {
+/// philox_normal::fill of n elements of type T, a new step each iteration.
+template <class T>
+void fill_normals(benchmark::State& state) {
   const auto n = static_cast<std::size_t>(state.range(0));
-  std::vector<float> out(n);
+  std::vector<T> out(n);
   const skipstep::philox_normal rng{0x5EED5EED1234ABCDu};
   std::uint64_t step = 0;
   for (auto _ : state) {
@@ -31,24 +33,13 @@ void BM_Normal_Fill(benchmark::State& state) {
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0));
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0) *
-                          static_cast<std::int64_t>(sizeof(float)));
+                          static_cast<std::int64_t>(sizeof(T)));
 }
+
+void BM_Normal_Fill(benchmark::State& state) { fill_normals<float>(state); }
 BENCHMARK(BM_Normal_Fill)->Apply(sizes);
 
-void BM_Normal_Fill_Double(benchmark::State& state) {
-  const auto n = static_cast<std::size_t>(state.range(0));
-  std::vector<double> out(n);
-  const skipstep::philox_normal rng{0x5EED5EED1234ABCDu};
-  std::uint64_t step = 0;
-  for (auto _ : state) {
-    rng.fill(out, 3, step++ & 0xFFFFu);
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0));
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0) *
-                          static_cast<std::int64_t>(sizeof(double)));
-}
+void BM_Normal_Fill_Double(benchmark::State& state) { fill_normals<double>(state); }
 BENCHMARK(BM_Normal_Fill_Double)->Apply(sizes);
 
 // The scalar reference path, one normal_at call per element (for scale, not a target).
