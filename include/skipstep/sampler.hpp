@@ -1,7 +1,7 @@
 /// @file
 /// The sampling loop: m = predictor(x, t_i); x ← step_i(x, m, z_i); callback(i, t_i, x, x̂0). Every step's
-/// coefficients are computed once, in double, when the sampler is built; the loop itself does not allocate once a
-/// workspace exists. DDIM (any sigma policy), ancestral DDPM and DDIM inversion share the loop.
+/// coefficients are computed once, in double, when the sampler is built; the loop itself does not allocate
+/// once a workspace exists. DDIM (any sigma policy), ancestral DDPM and DDIM inversion share the loop.
 #pragma once
 
 #include <cmath>
@@ -36,27 +36,29 @@ template <class T>
 void check_all_finite(std::span<const T> values, const char* what, std::size_t step, std::int64_t timestep) {
   for (std::size_t j = 0; j < values.size(); ++j)
     if (!std::isfinite(values[j]))
-      throw_domain("sampler::sample", std::string(what) + " at step " + std::to_string(step) + " (t = " +
-                                          std::to_string(timestep) + "), element " + std::to_string(j),
+      throw_domain("sampler::sample",
+                   std::string(what) + " at step " + std::to_string(step) +
+                       " (t = " + std::to_string(timestep) + "), element " + std::to_string(j),
                    "must be finite", values[j]);
 }
 
 /// "skipstep::ddim_sampler: step 3 (t = 700)", the context of a per-step construction error.
 inline std::string step_label(const char* sampler_name, std::size_t i, const step_transition& tr) {
-  return std::string("skipstep::") + sampler_name + ": step " + std::to_string(i) + " (t = " +
-         std::to_string(tr.timestep) + ")";
+  return std::string("skipstep::") + sampler_name + ": step " + std::to_string(i) +
+         " (t = " + std::to_string(tr.timestep) + ")";
 }
 
 }  // namespace detail
 
 /// Options shared by all samplers.
 struct sampler_options {
-  prediction_type prediction = prediction_type::epsilon;  ///< what the predictor outputs.
-  x0_processing processing = x0_processing::none();       ///< clip / dynamic thresholding of x̂0.
+  prediction_type prediction = prediction_type::epsilon;     ///< what the predictor outputs.
+  x0_processing processing = x0_processing::none();          ///< clip / dynamic thresholding of x̂0.
   step_convention convention = step_convention::consistent;  ///< consistent (default) or diffusers.
-  std::size_t num_samples = 1;  ///< x holds this many equal, contiguous samples (thresholding and noise streams).
-  /// Opt-in check (off by default: it costs a pass over memory): every model output and every new sample must be
-  /// finite, else std::domain_error names the step, the timestep and the first bad element.
+  std::size_t num_samples =
+      1;  ///< x holds this many equal, contiguous samples (thresholding and noise streams).
+  /// Opt-in check (off by default: it costs a pass over memory): every model output and every new sample must
+  /// be finite, else std::domain_error names the step, the timestep and the first bad element.
   bool check_finite = false;
 };
 
@@ -113,13 +115,14 @@ class sampler {
   /// True when some step adds noise (then `sample` needs a noise source).
   [[nodiscard]] bool is_stochastic() const noexcept {
     for (std::size_t i = 0; i < transitions_.size(); ++i)
-      if (step_draws_noise(i)) return true;
+      if (step_draws_noise(i))
+        return true;
     return false;
   }
 
-  /// Runs steps first_step..N−1 in place on x (a full run from x_T when first_step = 0; img2img starts later, see
-  /// first_step_for_strength). `noise` is a NoiseSource or no_noise; `callback(step_info, span x, span x̂0)` may
-  /// return false to cancel. No allocation happens inside the loop (for a WritingPredictor).
+  /// Runs steps first_step..N−1 in place on x (a full run from x_T when first_step = 0; img2img starts later,
+  /// see first_step_for_strength). `noise` is a NoiseSource or no_noise; `callback(step_info, span x, span
+  /// x̂0)` may return false to cancel. No allocation happens inside the loop (for a WritingPredictor).
   template <Tensor X, EpsilonPredictor<X> F, class Noise = no_noise, class Callback = no_callback>
   sample_result sample(F&& predictor, X& x, Noise&& noise, sampler_workspace<tensor_value_t<X>>& workspace,
                        Callback&& callback = {}, std::size_t first_step = 0) const {
@@ -132,19 +135,23 @@ class sampler {
                   "noise_position)");
     constexpr bool has_callback = !std::is_same_v<std::remove_cvref_t<Callback>, no_callback>;
     const std::span<T> xs = elements(x);
-    if (xs.empty()) detail::throw_invalid(fn, "x.size()", "must be > 0", 0);
+    if (xs.empty())
+      detail::throw_invalid(fn, "x.size()", "must be > 0", 0);
     if (xs.size() % options_.num_samples != 0)
       detail::throw_invalid(fn, "x.size()",
-                            "must be a multiple of num_samples = " + std::to_string(options_.num_samples), xs.size());
+                            "must be a multiple of num_samples = " + std::to_string(options_.num_samples),
+                            xs.size());
     if (workspace.x0.size() != xs.size())
       detail::throw_invalid(fn, "workspace size", "must match x.size() = " + std::to_string(xs.size()),
                             workspace.x0.size());
     if (first_step > num_steps())
-      detail::throw_invalid(fn, "first_step", "must be <= num_steps = " + std::to_string(num_steps()), first_step);
+      detail::throw_invalid(fn, "first_step", "must be <= num_steps = " + std::to_string(num_steps()),
+                            first_step);
     if constexpr (!has_noise) {
       for (std::size_t i = first_step; i < num_steps(); ++i)
         if (step_draws_noise(i))
-          detail::throw_invalid(fn, "noise", "is no_noise but step " + std::to_string(i) + " adds noise", "no_noise");
+          detail::throw_invalid(fn, "noise", "is no_noise but step " + std::to_string(i) + " adds noise",
+                                "no_noise");
     }
     const std::span<T> x0_out = has_callback ? std::span<T>(workspace.x0) : std::span<T>();
     sample_result result;
@@ -154,11 +161,12 @@ class sampler {
         if (m.size() != xs.size())
           detail::throw_invalid(fn, "model output size", "must equal x.size() = " + std::to_string(xs.size()),
                                 m.size());
-        if (options_.check_finite) detail::check_all_finite(m, "model output", i, tr.timestep);
+        if (options_.check_finite)
+          detail::check_all_finite(m, "model output", i, tr.timestep);
         auto step_with = [&](auto&& source) {
           if (workspace.pool != nullptr)
-            parallel_apply_step(*workspace.pool, coefficients_[i], xs, m, options_.processing, options_.num_samples,
-                                source, i, x0_out, std::span<T>(workspace.scratch));
+            parallel_apply_step(*workspace.pool, coefficients_[i], xs, m, options_.processing,
+                                options_.num_samples, source, i, x0_out, std::span<T>(workspace.scratch));
           else
             apply_step(coefficients_[i], xs, m, options_.processing, options_.num_samples, source, i, x0_out,
                        std::span<T>(workspace.scratch));
@@ -178,11 +186,13 @@ class sampler {
         const auto out = predictor(std::as_const(x), tr.timestep);
         run_step(elements(out));
       }
-      if (options_.check_finite) detail::check_all_finite(std::span<const T>(xs), "sample", i, tr.timestep);
+      if (options_.check_finite)
+        detail::check_all_finite(std::span<const T>(xs), "sample", i, tr.timestep);
       ++result.steps_run;
       if constexpr (has_callback) {
         const step_info info{i, num_steps(), tr.timestep, tr.alpha_cumprod_from, tr.alpha_cumprod_to};
-        using cb_result = std::invoke_result_t<Callback&, const step_info&, std::span<const T>, std::span<const T>>;
+        using cb_result =
+            std::invoke_result_t<Callback&, const step_info&, std::span<const T>, std::span<const T>>;
         if constexpr (std::is_same_v<cb_result, void>) {
           callback(info, std::span<const T>(xs), std::span<const T>(x0_out));
         } else if (!callback(info, std::span<const T>(xs), std::span<const T>(x0_out))) {
@@ -213,7 +223,8 @@ class sampler {
   /// Samplers are built by the derived classes, which compute the plan.
   sampler(plan p, sampler_options options)
       : transitions_(std::move(p.transitions)), coefficients_(std::move(p.coefficients)), options_(options) {
-    if (options_.num_samples == 0) detail::throw_invalid("sampler", "options.num_samples", "must be >= 1", 0);
+    if (options_.num_samples == 0)
+      detail::throw_invalid("sampler", "options.num_samples", "must be >= 1", 0);
   }
 
   /// True when step i adds noise.
@@ -234,25 +245,24 @@ class ddim_sampler : public sampler {
   template <class Real, SigmaPolicy Policy = eta>
   /// Computes every step's coefficients: levels from `timesteps` and the convention, σ from `policy`. Throws
   /// std::invalid_argument / std::domain_error naming the step for an invalid configuration.
-  ddim_sampler(const noise_schedule<Real>& schedule, const timestep_schedule& timesteps, Policy policy = eta{0.0},
-               sampler_options options = {})
+  ddim_sampler(const noise_schedule<Real>& schedule, const timestep_schedule& timesteps,
+               Policy policy = eta{0.0}, sampler_options options = {})
       : sampler(build(schedule, timesteps, policy, options), options) {}
 
  private:
   template <class Real, class Policy>
-  static plan build(const noise_schedule<Real>& schedule,
-                                                                                const timestep_schedule& timesteps,
-                                                                                const Policy& policy,
-                                                                                const sampler_options& options) {
+  static plan build(const noise_schedule<Real>& schedule, const timestep_schedule& timesteps,
+                    const Policy& policy, const sampler_options& options) {
     auto transitions = ddim_transitions(schedule, timesteps, options.convention);
     std::vector<affine_step> coefficients(transitions.size());
     for (std::size_t i = 0; i < transitions.size(); ++i) {
       const step_transition& tr = transitions[i];
-      const step_context ctx{tr.alpha_cumprod_from, tr.alpha_cumprod_to, i, transitions.size(), tr.timestep,
-                             tr.target_timestep};
+      const step_context ctx{tr.alpha_cumprod_from, tr.alpha_cumprod_to, i,
+                             transitions.size(),    tr.timestep,         tr.target_timestep};
       coefficients[i] = detail::with_context(detail::step_label("ddim_sampler", i, tr), [&] {
         sigma_choice sigma = detail::evaluate_sigma(policy, ctx);
-        if (!tr.noise_allowed) sigma.noise_std = 0.0;
+        if (!tr.noise_allowed)
+          sigma.noise_std = 0.0;
         return ddim_step(options.prediction, tr.alpha_cumprod_from, tr.alpha_cumprod_to, sigma);
       });
     }
@@ -272,27 +282,27 @@ class ddpm_sampler : public sampler {
 
  private:
   template <class Real>
-  static plan build(const noise_schedule<Real>& schedule,
-                                                                                const timestep_schedule& timesteps,
-                                                                                variance_type variance,
-                                                                                const sampler_options& options) {
+  static plan build(const noise_schedule<Real>& schedule, const timestep_schedule& timesteps,
+                    variance_type variance, const sampler_options& options) {
     if (variance == variance_type::learned || variance == variance_type::learned_range)
-      detail::throw_invalid("ddpm_sampler", "variance", "must be a fixed type (learned types: apply_ddpm_learned_step)",
+      detail::throw_invalid("ddpm_sampler", "variance",
+                            "must be a fixed type (learned types: apply_ddpm_learned_step)",
                             variance_type_name(variance));
     auto transitions = ddpm_transitions(schedule, timesteps, options.convention);
     std::vector<affine_step> coefficients(transitions.size());
     for (std::size_t i = 0; i < transitions.size(); ++i) {
       const step_transition& tr = transitions[i];
       coefficients[i] = detail::with_context(detail::step_label("ddpm_sampler", i, tr), [&] {
-        return ddpm_step(options.prediction, tr.alpha_cumprod_from, tr.alpha_cumprod_to, variance, tr.noise_allowed);
+        return ddpm_step(options.prediction, tr.alpha_cumprod_from, tr.alpha_cumprod_to, variance,
+                         tr.noise_allowed);
       });
     }
     return {std::move(transitions), std::move(coefficients)};
   }
 };
 
-/// DDIM inversion (Song et al. 2021 §4.3; Mokady et al. 2023): runs the deterministic DDIM step upwards, from a clean
-/// sample to noise, over the same timestep list a ddim_sampler walks down.
+/// DDIM inversion (Song et al. 2021 §4.3; Mokady et al. 2023): runs the deterministic DDIM step upwards, from
+/// a clean sample to noise, over the same timestep list a ddim_sampler walks down.
 class ddim_inverse_sampler : public sampler {
  public:
   template <class Real>
@@ -303,40 +313,42 @@ class ddim_inverse_sampler : public sampler {
 
  private:
   template <class Real>
-  static plan build(const noise_schedule<Real>& schedule,
-                                                                                const timestep_schedule& timesteps,
-                                                                                const sampler_options& options) {
+  static plan build(const noise_schedule<Real>& schedule, const timestep_schedule& timesteps,
+                    const sampler_options& options) {
     if (options.processing.mode == x0_processing::kind::dynamic_threshold)
       detail::throw_invalid("ddim_inverse_sampler", "options.processing", "supports none or clip",
                             "dynamic_threshold");
     auto transitions = inversion_transitions(schedule, timesteps, options.convention);
     std::vector<affine_step> coefficients(transitions.size());
     for (std::size_t i = 0; i < transitions.size(); ++i)
-      coefficients[i] = detail::with_context(detail::step_label("ddim_inverse_sampler", i, transitions[i]), [&] {
-        return ddim_step(options.prediction, transitions[i].alpha_cumprod_from, transitions[i].alpha_cumprod_to,
-                         sigma_choice{});
-      });
+      coefficients[i] =
+          detail::with_context(detail::step_label("ddim_inverse_sampler", i, transitions[i]), [&] {
+            return ddim_step(options.prediction, transitions[i].alpha_cumprod_from,
+                             transitions[i].alpha_cumprod_to, sigma_choice{});
+          });
     return {std::move(transitions), std::move(coefficients)};
   }
 };
 
-/// The forward process q(x_t | x_0) (Ho et al. 2020, eq. 4; diffusers `add_noise`): out = √ā_t·x0 + √(1−ā_t)·noise.
+/// The forward process q(x_t | x_0) (Ho et al. 2020, eq. 4; diffusers `add_noise`): out = √ā_t·x0 +
+/// √(1−ā_t)·noise.
 template <class Real, class T>
 void add_noise(const noise_schedule<Real>& schedule, std::span<const T> x0, std::span<const T> noise,
                std::int64_t t, std::span<T> out) {
   if (t < 0 || static_cast<std::size_t>(t) >= schedule.num_train_timesteps())
-    detail::throw_invalid("add_noise", "t", "must be in [0, T = " + std::to_string(schedule.num_train_timesteps()) + ")",
-                          t);
+    detail::throw_invalid("add_noise", "t",
+                          "must be in [0, T = " + std::to_string(schedule.num_train_timesteps()) + ")", t);
   if (noise.size() != x0.size() || out.size() != x0.size())
     detail::throw_invalid("add_noise", "noise.size() / out.size()",
                           "must equal x0.size() = " + std::to_string(x0.size()), noise.size());
   const auto a = static_cast<T>(schedule.sqrt_alpha_cumprod(static_cast<std::size_t>(t)));
   const auto b = static_cast<T>(schedule.sqrt_one_minus_alpha_cumprod(static_cast<std::size_t>(t)));
-  for (std::size_t i = 0; i < x0.size(); ++i) out[i] = a * x0[i] + b * noise[i];
+  for (std::size_t i = 0; i < x0.size(); ++i)
+    out[i] = a * x0[i] + b * noise[i];
 }
 
-/// img2img (diffusers StableDiffusionImg2ImgPipeline.get_timesteps): with strength s in [0, 1] a run of N steps
-/// starts at step N − min(⌊N·s⌋, N); the input is noised to that step's timestep with add_noise first.
+/// img2img (diffusers StableDiffusionImg2ImgPipeline.get_timesteps): with strength s in [0, 1] a run of N
+/// steps starts at step N − min(⌊N·s⌋, N); the input is noised to that step's timestep with add_noise first.
 [[nodiscard]] inline std::size_t first_step_for_strength(std::size_t num_steps, double strength) {
   if (!(strength >= 0.0 && strength <= 1.0))
     detail::throw_invalid("first_step_for_strength", "strength", "must be in [0, 1]", strength);

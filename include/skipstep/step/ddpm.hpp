@@ -20,63 +20,89 @@ namespace skipstep {
 ///  fixed_small: β̃ = (1−ā_s)/(1−ā_k)·(1 − ā_k/ā_s) (posterior variance), fixed_large: β = 1 − ā_k/ā_s,
 ///  *_log: the same computed through log/exp, learned: the model's variance v, learned_range:
 ///  exp(frac·log β + (1−frac)·log β̃) with frac = (v + 1)/2 (Nichol & Dhariwal 2021, eq. 15).
-enum class variance_type { fixed_small, fixed_small_log, fixed_large, fixed_large_log, learned, learned_range };
+enum class variance_type {
+  fixed_small,
+  fixed_small_log,
+  fixed_large,
+  fixed_large_log,
+  learned,
+  learned_range
+};
 
 /// Parses diffusers' variance type names.
 [[nodiscard]] inline variance_type parse_variance_type(std::string_view name) {
-  if (name == "fixed_small") return variance_type::fixed_small;
-  if (name == "fixed_small_log") return variance_type::fixed_small_log;
-  if (name == "fixed_large") return variance_type::fixed_large;
-  if (name == "fixed_large_log") return variance_type::fixed_large_log;
-  if (name == "learned") return variance_type::learned;
-  if (name == "learned_range") return variance_type::learned_range;
+  if (name == "fixed_small")
+    return variance_type::fixed_small;
+  if (name == "fixed_small_log")
+    return variance_type::fixed_small_log;
+  if (name == "fixed_large")
+    return variance_type::fixed_large;
+  if (name == "fixed_large_log")
+    return variance_type::fixed_large_log;
+  if (name == "learned")
+    return variance_type::learned;
+  if (name == "learned_range")
+    return variance_type::learned_range;
   detail::throw_invalid("parse_variance_type", "name", "is not a diffusers variance type", name);
 }
 
 /// diffusers' name of a variance type ("fixed_small", ..., "learned_range").
 [[nodiscard]] inline const char* variance_type_name(variance_type type) noexcept {
   switch (type) {
-    case variance_type::fixed_small: return "fixed_small";
-    case variance_type::fixed_small_log: return "fixed_small_log";
-    case variance_type::fixed_large: return "fixed_large";
-    case variance_type::fixed_large_log: return "fixed_large_log";
-    case variance_type::learned: return "learned";
-    case variance_type::learned_range: return "learned_range";
+    case variance_type::fixed_small:
+      return "fixed_small";
+    case variance_type::fixed_small_log:
+      return "fixed_small_log";
+    case variance_type::fixed_large:
+      return "fixed_large";
+    case variance_type::fixed_large_log:
+      return "fixed_large_log";
+    case variance_type::learned:
+      return "learned";
+    case variance_type::learned_range:
+      return "learned_range";
   }
   return "unknown";
 }
 
 /// Posterior q(x_s | x_k, x0) = N(x0_coeff·x0 + sample_coeff·x_k, posterior_variance) for levels ā_k < ā_s:
 ///   α = ā_k/ā_s, β = 1 − α, x0_coeff = √ā_s·β/(1−ā_k), sample_coeff = √α·(1−ā_s)/(1−ā_k),
-///   posterior_variance = max((1−ā_s)/(1−ā_k)·β, 1e-20) (Ho et al. 2020 eq. 7; diffusers DDPMScheduler.step and
-///   _get_variance, including its 1e-20 floor).
+///   posterior_variance = max((1−ā_s)/(1−ā_k)·β, 1e-20) (Ho et al. 2020 eq. 7; diffusers DDPMScheduler.step
+///   and _get_variance, including its 1e-20 floor).
 struct ddpm_posterior {
   double x0_coeff = 0.0;            ///< coefficient of x0 in the posterior mean.
   double sample_coeff = 0.0;        ///< coefficient of x_k in the posterior mean.
   double posterior_variance = 0.0;  ///< β̃, the posterior variance ("fixed_small"), floored at 1e-20.
-  double beta = 0.0;  ///< 1 − ā_k/ā_s, the "fixed_large" variance.
+  double beta = 0.0;                ///< 1 − ā_k/ā_s, the "fixed_large" variance.
 
   /// The std of the added noise for a fixed variance type (not learned/learned_range, which need the model).
   /// fixed_large_log is computed correctly as exp(½·log β) (diffusers takes √ of a log here and gets NaN).
   [[nodiscard]] double noise_std(variance_type type) const {
     switch (type) {
-      case variance_type::fixed_small: return std::sqrt(posterior_variance);
-      case variance_type::fixed_small_log: return std::exp(0.5 * std::log(posterior_variance));
-      case variance_type::fixed_large: return std::sqrt(beta);
-      case variance_type::fixed_large_log: return beta > 0.0 ? std::exp(0.5 * std::log(beta)) : 0.0;
+      case variance_type::fixed_small:
+        return std::sqrt(posterior_variance);
+      case variance_type::fixed_small_log:
+        return std::exp(0.5 * std::log(posterior_variance));
+      case variance_type::fixed_large:
+        return std::sqrt(beta);
+      case variance_type::fixed_large_log:
+        return beta > 0.0 ? std::exp(0.5 * std::log(beta)) : 0.0;
       case variance_type::learned:
-      case variance_type::learned_range: break;
+      case variance_type::learned_range:
+        break;
     }
-    detail::throw_invalid("ddpm_posterior::noise_std", "type", "needs the model's variance output (learned types)",
-                          variance_type_name(type));
+    detail::throw_invalid("ddpm_posterior::noise_std", "type",
+                          "needs the model's variance output (learned types)", variance_type_name(type));
   }
 
   /// The std for a learned variance type given the model's value v at one element: learned: √v;
   /// learned_range: exp(½·(frac·log β + (1−frac)·log β̃)), frac = (v+1)/2.
   [[nodiscard]] double learned_noise_std(variance_type type, double v) const {
-    if (type == variance_type::learned) return std::sqrt(std::max(v, 0.0));
+    if (type == variance_type::learned)
+      return std::sqrt(std::max(v, 0.0));
     const double frac = (v + 1.0) / 2.0;
-    const double log_var = frac * std::log(std::max(beta, 1e-20)) + (1.0 - frac) * std::log(posterior_variance);
+    const double log_var =
+        frac * std::log(std::max(beta, 1e-20)) + (1.0 - frac) * std::log(posterior_variance);
     return std::exp(0.5 * log_var);
   }
 };
@@ -92,7 +118,8 @@ struct ddpm_posterior {
   const double beta_prod_t = 1.0 - alpha_cumprod_t;
   const double beta_prod_prev = 1.0 - alpha_cumprod_prev;
   // Equal levels (also ā = 0 twice, e.g. T = 1 with zero terminal SNR) are an identity step, not 0/0.
-  const double current_alpha = alpha_cumprod_t == alpha_cumprod_prev ? 1.0 : alpha_cumprod_t / alpha_cumprod_prev;
+  const double current_alpha =
+      alpha_cumprod_t == alpha_cumprod_prev ? 1.0 : alpha_cumprod_t / alpha_cumprod_prev;
   p.beta = 1.0 - current_alpha;
   p.x0_coeff = (std::sqrt(alpha_cumprod_prev) * p.beta) / beta_prod_t;
   p.sample_coeff = std::sqrt(current_alpha) * beta_prod_prev / beta_prod_t;
@@ -103,8 +130,9 @@ struct ddpm_posterior {
 /// Ancestral DDPM step from ā_t to ā_prev (Ho et al. 2020, Algorithm 2, respaced):
 ///   x_prev = x0_coeff·P(x̂0) + sample_coeff·x + σ·z, σ from `type` (0 when `add_noise` is false).
 /// For learned types the std is per element: use apply_ddpm_learned_step.
-[[nodiscard]] inline affine_step ddpm_step(prediction_type kind, double alpha_cumprod_t, double alpha_cumprod_prev,
-                                           variance_type type, bool add_noise = true) {
+[[nodiscard]] inline affine_step ddpm_step(prediction_type kind, double alpha_cumprod_t,
+                                           double alpha_cumprod_prev, variance_type type,
+                                           bool add_noise = true) {
   const ddpm_posterior p = ddpm_posterior_at(alpha_cumprod_t, alpha_cumprod_prev);
   affine_step c;
   c.pred = prediction_coefficients_at(kind, alpha_cumprod_t);
@@ -112,19 +140,20 @@ struct ddpm_posterior {
   c.sample_weight = p.sample_coeff;
   const bool learned = type == variance_type::learned || type == variance_type::learned_range;
   c.noise_std = (add_noise && !learned) ? p.noise_std(type) : 0.0;
-  if (add_noise && learned) c.noise_std = 1.0;  // scaled per element by apply_ddpm_learned_step
+  if (add_noise && learned)
+    c.noise_std = 1.0;  // scaled per element by apply_ddpm_learned_step
   return c;
 }
 
-/// Ancestral DDPM step with a learned variance: `model_variance` holds the model's variance output v per element
-/// (learned) or its interpolation value in [−1, 1] (learned_range); the added noise at element i has std
-/// posterior.learned_noise_std(type, v_i). One pass; no allocation.
+/// Ancestral DDPM step with a learned variance: `model_variance` holds the model's variance output v per
+/// element (learned) or its interpolation value in [−1, 1] (learned_range); the added noise at element i has
+/// std posterior.learned_noise_std(type, v_i). One pass; no allocation.
 template <class T, class Noise>
 void apply_ddpm_learned_step(prediction_type kind, double alpha_cumprod_t, double alpha_cumprod_prev,
                              variance_type type, std::span<T> x, std::span<const T> model,
                              std::span<const T> model_variance, const x0_processing& processing,
-                             std::size_t num_samples, Noise&& noise, std::size_t step_index, bool add_noise = true,
-                             std::span<T> x0_out = {}, std::span<T> scratch = {}) {
+                             std::size_t num_samples, Noise&& noise, std::size_t step_index,
+                             bool add_noise = true, std::span<T> x0_out = {}, std::span<T> scratch = {}) {
   if (type != variance_type::learned && type != variance_type::learned_range)
     detail::throw_invalid("apply_ddpm_learned_step", "type", "must be learned or learned_range",
                           variance_type_name(type));
@@ -135,12 +164,14 @@ void apply_ddpm_learned_step(prediction_type kind, double alpha_cumprod_t, doubl
   if constexpr (std::is_same_v<std::remove_cvref_t<Noise>, no_noise>) {
     apply_step(c, x, model, processing, num_samples, no_noise{}, step_index, x0_out, scratch);
   } else {
-  auto scaled = [&](std::span<T> out, noise_position at) {
-    detail::draw_noise<T>(noise, out, at);
-    const std::size_t base = static_cast<std::size_t>(at.sample) * per_sample + static_cast<std::size_t>(at.first_element);
-    for (std::size_t i = 0; i < out.size(); ++i)
-      out[i] = static_cast<T>(out[i] * p.learned_noise_std(type, static_cast<double>(model_variance[base + i])));
-  };
+    auto scaled = [&](std::span<T> out, noise_position at) {
+      detail::draw_noise<T>(noise, out, at);
+      const std::size_t base =
+          static_cast<std::size_t>(at.sample) * per_sample + static_cast<std::size_t>(at.first_element);
+      for (std::size_t i = 0; i < out.size(); ++i)
+        out[i] =
+            static_cast<T>(out[i] * p.learned_noise_std(type, static_cast<double>(model_variance[base + i])));
+    };
     apply_step(c, x, model, processing, num_samples, scaled, step_index, x0_out, scratch);
   }
 }
