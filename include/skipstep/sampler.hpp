@@ -92,6 +92,9 @@ struct sampler_workspace {
   /// A workspace for tensors of `size` elements; with a pool, steps of large tensors use its threads.
   explicit sampler_workspace(std::size_t size, thread_pool* threads = nullptr)
       : model_output(size), x0(size), scratch(size), pool(threads) {}
+  /// A workspace whose model output holds `output_size` elements (a learned-variance DDPM model writes 2·size).
+  sampler_workspace(std::size_t size, std::size_t output_size, thread_pool* threads = nullptr)
+      : model_output(output_size), x0(size), scratch(size), pool(threads) {}
   /// A workspace for tensors shaped like `like`.
   template <ReadableTensor X>
   explicit sampler_workspace(const X& like) : sampler_workspace(elements(like).size()) {}
@@ -112,6 +115,16 @@ class sampler {
   [[nodiscard]] std::size_t num_steps() const noexcept { return transitions_.size(); }
   /// The options the sampler was built with.
   [[nodiscard]] const sampler_options& options() const noexcept { return options_; }
+  /// Model output elements per sample element: 1, or 2 for a learned-variance DDPM model ([m_b; v_b] per sample).
+  [[nodiscard]] std::size_t output_factor() const noexcept { return posteriors_.empty() ? 1 : 2; }
+
+  /// A workspace sized for tensors like `x` and for this sampler's model output, optionally with a thread pool.
+  template <ReadableTensor X>
+  [[nodiscard]] sampler_workspace<tensor_value_t<X>> make_workspace(const X& x, thread_pool* pool = nullptr) const {
+    const std::size_t n = elements(x).size();
+    return sampler_workspace<tensor_value_t<X>>(n, output_factor() * n, pool);
+  }
+
   /// True when some step adds noise (then `sample` needs a noise source).
   [[nodiscard]] bool is_stochastic() const noexcept {
     for (std::size_t i = 0; i < transitions_.size(); ++i)
@@ -141,8 +154,10 @@ class sampler {
       detail::throw_invalid(fn, "x.size()",
                             "must be a multiple of num_samples = " + std::to_string(options_.num_samples),
                             xs.size());
-    if (workspace.x0.size() != xs.size())
-      detail::throw_invalid(fn, "workspace size", "must match x.size() = " + std::to_string(xs.size()),
+    if (workspace.x0.size() != xs.size() || workspace.model_output.size() != output_factor() * xs.size())
+      detail::throw_invalid(fn, "workspace size",
+                            "must match x.size() = " + std::to_string(xs.size()) + " (model output " +
+                                std::to_string(output_factor() * xs.size()) + "; see make_workspace)",
                             workspace.x0.size());
     if (first_step > num_steps())
       detail::throw_invalid(fn, "first_step", "must be <= num_steps = " + std::to_string(num_steps()),
@@ -158,9 +173,16 @@ class sampler {
     for (std::size_t i = first_step; i < num_steps(); ++i) {
       const step_transition& tr = transitions_[i];
       auto run_step = [&](std::span<const T> m) {
-        if (m.size() != xs.size())
-          detail::throw_invalid(fn, "model output size", "must equal x.size() = " + std::to_string(xs.size()),
+        if (m.size() != output_factor() * xs.size())
+          detail::throw_invalid(fn, "model output size",
+                                "must equal " + std::string(output_factor() == 2 ? "2 * " : "") +
+                                    "x.size() = " + std::to_string(output_factor() * xs.size()),
                                 m.size());
+        if (!posteriors_.empty()) {
+          if (options_.check_finite) detail::check_all_finite(m, "model output", i, tr.timestep);
+          learned_variance_step(i, xs, m, noise, x0_out, std::span<T>(workspace.scratch));
+          return;
+        }
         if (options_.check_finite)
           detail::check_all_finite(m, "model output", i, tr.timestep);
         auto step_with = [&](auto&& source) {
@@ -208,7 +230,7 @@ class sampler {
   template <Tensor X, EpsilonPredictor<X> F, class Noise = no_noise, class Callback = no_callback>
   sample_result sample(F&& predictor, X& x, Noise&& noise = {}, Callback&& callback = {},
                        std::size_t first_step = 0) const {
-    sampler_workspace<tensor_value_t<X>> workspace(elements(std::as_const(x)).size());
+    auto workspace = make_workspace(std::as_const(x));
     return sample(std::forward<F>(predictor), x, std::forward<Noise>(noise), workspace,
                   std::forward<Callback>(callback), first_step);
   }
@@ -218,11 +240,18 @@ class sampler {
   struct plan {
     std::vector<step_transition> transitions;  ///< one per step.
     std::vector<affine_step> coefficients;     ///< one per step.
+    /// Learned-variance DDPM only: the posterior of every step, and the variance type.
+    std::vector<ddpm_posterior> posteriors = {};
+    variance_type learned_variance = variance_type::fixed_small;
   };
 
   /// Samplers are built by the derived classes, which compute the plan.
   sampler(plan p, sampler_options options)
-      : transitions_(std::move(p.transitions)), coefficients_(std::move(p.coefficients)), options_(options) {
+      : transitions_(std::move(p.transitions)),
+        coefficients_(std::move(p.coefficients)),
+        posteriors_(std::move(p.posteriors)),
+        learned_variance_(p.learned_variance),
+        options_(options) {
     if (options_.num_samples == 0)
       detail::throw_invalid("sampler", "options.num_samples", "must be >= 1", 0);
   }
@@ -233,8 +262,40 @@ class sampler {
   }
 
  private:
+  /// Learned-variance DDPM step (model output per sample: [m_b; v_b]): each sample b is stepped on its own, with
+  /// noise stream b scaled elementwise by posterior.learned_noise_std(type, v).
+  template <class T, class Noise>
+  void learned_variance_step(std::size_t i, std::span<T> xs, std::span<const T> out, Noise& noise,
+                             std::span<T> x0_out, std::span<T> scratch) const {
+    const std::size_t per = xs.size() / options_.num_samples;
+    const ddpm_posterior& post = posteriors_[i];
+    for (std::size_t b = 0; b < options_.num_samples; ++b) {
+      const std::span<const T> m = out.subspan(2 * b * per, per);
+      const std::span<const T> v = out.subspan(2 * b * per + per, per);
+      const std::span<T> x = xs.subspan(b * per, per);
+      const std::span<T> x0 = x0_out.empty() ? x0_out : x0_out.subspan(b * per, per);
+      if constexpr (!std::is_same_v<std::remove_cvref_t<Noise>, no_noise>) {
+        if (step_draws_noise(i)) {
+          auto scaled = [&](std::span<T> z, noise_position at) {
+            at.sample = b;
+            detail::draw_noise<T>(noise, z, at);
+            for (std::size_t k = 0; k < z.size(); ++k)
+              z[k] = static_cast<T>(static_cast<double>(z[k]) *
+                                    post.learned_noise_std(learned_variance_,
+                                                           static_cast<double>(v[at.first_element + k])));
+          };
+          apply_step(coefficients_[i], x, m, options_.processing, 1, scaled, i, x0, scratch);
+          continue;
+        }
+      }
+      apply_step(coefficients_[i], x, m, options_.processing, 1, no_noise{}, i, x0, scratch);
+    }
+  }
+
   std::vector<step_transition> transitions_;
   std::vector<affine_step> coefficients_;
+  std::vector<ddpm_posterior> posteriors_;  ///< non-empty only for a learned-variance DDPM sampler.
+  variance_type learned_variance_;
   sampler_options options_;
 };
 
@@ -270,12 +331,15 @@ class ddim_sampler : public sampler {
   }
 };
 
-/// Ancestral DDPM sampler (Ho et al. 2020, Algorithm 2) over any timestep list (respaced DDPM), with a fixed
-/// variance type. Learned variance types need the model's variance output: use apply_ddpm_learned_step.
+/// Ancestral DDPM sampler (Ho et al. 2020, Algorithm 2) over any timestep list (respaced DDPM), with any variance
+/// type. With `learned` / `learned_range` (Nichol & Dhariwal 2021) the model outputs, per sample, its prediction
+/// followed by the same number of variance values ([m_b; v_b], diffusers' channel split of a 2C-channel output):
+/// output_factor() is 2 and make_workspace sizes the model output accordingly. Such steps run sample by sample on
+/// one thread.
 class ddpm_sampler : public sampler {
  public:
   template <class Real>
-  /// Computes every step's posterior coefficients and noise std (`variance` must be a fixed type).
+  /// Computes every step's posterior coefficients and noise std (per element, from the model, for learned types).
   ddpm_sampler(const noise_schedule<Real>& schedule, const timestep_schedule& timesteps,
                variance_type variance = variance_type::fixed_small, sampler_options options = {})
       : sampler(build(schedule, timesteps, variance, options), options) {}
@@ -284,10 +348,7 @@ class ddpm_sampler : public sampler {
   template <class Real>
   static plan build(const noise_schedule<Real>& schedule, const timestep_schedule& timesteps,
                     variance_type variance, const sampler_options& options) {
-    if (variance == variance_type::learned || variance == variance_type::learned_range)
-      detail::throw_invalid("ddpm_sampler", "variance",
-                            "must be a fixed type (learned types: apply_ddpm_learned_step)",
-                            variance_type_name(variance));
+    const bool learned = variance == variance_type::learned || variance == variance_type::learned_range;
     auto transitions = ddpm_transitions(schedule, timesteps, options.convention);
     std::vector<affine_step> coefficients(transitions.size());
     for (std::size_t i = 0; i < transitions.size(); ++i) {
@@ -297,7 +358,11 @@ class ddpm_sampler : public sampler {
                          tr.noise_allowed);
       });
     }
-    return {std::move(transitions), std::move(coefficients)};
+    if (!learned) return {std::move(transitions), std::move(coefficients)};
+    std::vector<ddpm_posterior> posteriors(transitions.size());
+    for (std::size_t i = 0; i < transitions.size(); ++i)
+      posteriors[i] = ddpm_posterior_at(transitions[i].alpha_cumprod_from, transitions[i].alpha_cumprod_to);
+    return {std::move(transitions), std::move(coefficients), std::move(posteriors), variance};
   }
 };
 

@@ -299,8 +299,12 @@ TEST_CASE("other argument checks name function, argument and value", "[errors]")
               "(got 0.25)");
   CHECK_ERROR(ddim_step(prediction_type::epsilon, 0.5, 1.5), std::invalid_argument, "ddim_step", "alpha_cumprod_prev",
               "(got 1.5)");
-  CHECK_ERROR(ddpm_sampler(sched, timestep_schedule::linspace(1000, 5), variance_type::learned), std::invalid_argument,
-              "ddpm_sampler", "variance", "(got learned)");
+  // A learned-variance DDPM model must output [m; v] per sample: 2 * x.size() elements.
+  const ddpm_sampler learned(sched, timestep_schedule::linspace(1000, 5), variance_type::learned);
+  REQUIRE(learned.output_factor() == 2);
+  dvec x4(4, 0.1);
+  CHECK_ERROR(learned.sample(eps_model, x4, given_noise<double>{x4}), std::invalid_argument, "sampler::sample",
+              "model output size", "2 * x.size() = 8");
   CHECK_THROWS_AS(ddpm_posterior_at(0.25, 0.5).noise_std(variance_type::learned_range), std::invalid_argument);
   // Schedule and timestep list built for different T.
   CHECK_ERROR(ddim_sampler(sched, timestep_schedule::linspace(500, 5)), std::invalid_argument, "ddim_transitions",

@@ -206,3 +206,45 @@ TEST_CASE("the opt-in finite check names the step and timestep of a NaN model ou
   REQUIRE_NOTHROW(unchecked.sample(poisoned, y));
   REQUIRE(std::isnan(y[4]));
 }
+
+TEST_CASE("learned-variance DDPM: [m; v] outputs reproduce the fixed variance types at their end points",
+          "[sampler][ddpm]") {
+  // learned_range interpolates log-variances: v = -1 gives the posterior variance (fixed_small), v = +1 gives beta
+  // (fixed_large); learned with v = the posterior variance is fixed_small too (Nichol & Dhariwal 2021, eq. 15).
+  const auto schedule = noise_schedule<>::linear(1000);
+  const auto ts = timestep_schedule::trailing(1000, 25);
+  sampler_options opt;
+  opt.num_samples = 2;
+  const std::size_t per = 16;
+  const gaussian_oracle eps{&schedule, 0.2, 0.3};
+  auto learned_model = [&](double v_value) {
+    return [&eps, per, v_value](const std::vector<double>& x, std::int64_t t, std::span<double> out) {
+      std::vector<double> m(x.size());
+      eps(x, t, std::span<double>(m));
+      for (std::size_t b = 0; b < 2; ++b)
+        for (std::size_t k = 0; k < per; ++k) {
+          out[2 * b * per + k] = m[b * per + k];
+          out[2 * b * per + per + k] = v_value;
+        }
+    };
+  };
+  std::vector<double> start(2 * per);
+  for (std::size_t i = 0; i < start.size(); ++i) start[i] = std::cos(0.9 * static_cast<double>(i));
+  const philox_normal rng(77);
+  auto run = [&](variance_type type, auto model) {
+    std::vector<double> x = start;
+    const ddpm_sampler s(schedule, ts, type, opt);
+    auto ws = s.make_workspace(x);
+    s.sample(model, x, rng, ws);
+    return x;
+  };
+  const auto small = run(variance_type::fixed_small, eps);
+  const auto large = run(variance_type::fixed_large, eps);
+  const auto range_low = run(variance_type::learned_range, learned_model(-1.0));
+  const auto range_high = run(variance_type::learned_range, learned_model(1.0));
+  for (std::size_t i = 0; i < small.size(); ++i) {
+    REQUIRE(range_low[i] == Approx(small[i]).epsilon(1e-12));
+    REQUIRE(range_high[i] == Approx(large[i]).epsilon(1e-12));
+  }
+  REQUIRE(small != large);  // the two end points really differ
+}
