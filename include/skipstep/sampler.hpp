@@ -242,7 +242,7 @@ class sampler {
     std::vector<affine_step> coefficients;     ///< one per step.
     /// Learned-variance DDPM only: the posterior of every step, and the variance type.
     std::vector<ddpm_posterior> posteriors = {};
-    variance_type learned_variance = variance_type::fixed_small;
+    variance_type learned_variance = variance_type::fixed_small;  ///< learned or learned_range, with posteriors.
   };
 
   /// Samplers are built by the derived classes, which compute the plan.
