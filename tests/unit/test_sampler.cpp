@@ -215,10 +215,10 @@ TEST_CASE("learned-variance DDPM: [m; v] outputs reproduce the fixed variance ty
   const auto ts = timestep_schedule::trailing(1000, 25);
   sampler_options opt;
   opt.num_samples = 2;
-  const std::size_t per = 16;
+  constexpr std::size_t per = 16;
   const gaussian_oracle eps{&schedule, 0.2, 0.3};
   auto learned_model = [&](double v_value) {
-    return [&eps, per, v_value](const std::vector<double>& x, std::int64_t t, std::span<double> out) {
+    return [&eps, v_value](const std::vector<double>& x, std::int64_t t, std::span<double> out) {
       std::vector<double> m(x.size());
       eps(x, t, std::span<double>(m));
       for (std::size_t b = 0; b < 2; ++b)
