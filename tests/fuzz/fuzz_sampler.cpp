@@ -232,7 +232,7 @@ struct monitor {
   }
 
   /// Records the bound of step i given max|x| and max|m|.
-  void plan_step(std::size_t i, double big_x, double big_m) {
+  void plan_step(std::size_t i, double big_x, double big_m, double noise_scale = 1.0) {
     const affine_step& c = s->coefficients().at(i);
     const double r0 = term(c.pred.x0_from_sample, big_x) + term(c.pred.x0_from_model, big_m);
     double p = r0;
@@ -242,10 +242,10 @@ struct monitor {
                          ? std::max(term(c.reeps_from_sample, big_x) + term(c.reeps_from_x0, p),
                                     term(c.pred.eps_from_sample, big_x) + term(c.pred.eps_from_model, big_m))
                          : term(c.pred.eps_from_sample, big_x) + term(c.pred.eps_from_model, big_m);
-    double out = term(c.x0_weight, p) + term(c.eps_weight, e) + term(c.sample_weight, big_x) +
-                 term(c.noise_std, max_abs_z);
+    const double z_term = c.noise_std == 0.0 ? 0.0 : term(c.noise_std, max_abs_z) * noise_scale;
+    double out = term(c.x0_weight, p) + term(c.eps_weight, e) + term(c.sample_weight, big_x) + z_term;
     if (processing.is_identity())
-      out = std::max(out, term(c.sample_coeff(), big_x) + term(c.model_coeff(), big_m) + term(c.noise_std, max_abs_z));
+      out = std::max(out, term(c.sample_coeff(), big_x) + term(c.model_coeff(), big_m) + z_term);
     if (r0 > limit) out = std::numeric_limits<double>::infinity();  // x̂0 itself may overflow before processing
     bound.at(i) = out;
     x0_bound.at(i) = p;
@@ -309,6 +309,7 @@ void run_with(reader& r, const noise_schedule<Real>& schedule) {
 
   std::optional<sampler> s;
   const int kind = r.byte() % 3;
+  variance_type ddpm_variance = variance_type::fixed_small;
   if (kind == 0) {
     switch (r.byte() % 6) {
       case 0: s.emplace(ddim_sampler(schedule, ts, eta{r.flag() ? r.any() : 2 * r.unit()}, opt)); break;
@@ -324,7 +325,8 @@ void run_with(reader& r, const noise_schedule<Real>& schedule) {
       default: s.emplace(ddim_sampler(schedule, ts, eta{0.0}, opt)); break;
     }
   } else if (kind == 1) {
-    s.emplace(ddpm_sampler(schedule, ts, static_cast<variance_type>(r.byte() % 6), opt));
+    ddpm_variance = static_cast<variance_type>(r.byte() % 6);
+    s.emplace(ddpm_sampler(schedule, ts, ddpm_variance, opt));
   } else {
     s.emplace(ddim_inverse_sampler(schedule, ts, opt));
   }
@@ -398,7 +400,8 @@ void run_with(reader& r, const noise_schedule<Real>& schedule) {
     ++calls;
     for (std::size_t k = 0; k < out.size(); ++k) {
       const double base = static_cast<double>(model_pool[(k + 7 * i) % model_pool.size()]);
-      out[k] = static_cast<T>(base + tanh_gain * std::tanh(static_cast<double>(in[k])));
+      // A learned-variance DDPM model writes [m_b; v_b] per sample: twice x's size.
+      out[k] = static_cast<T>(base + tanh_gain * std::tanh(static_cast<double>(in[k % in.size()])));
     }
     if (poison && i == first_step + poison_step && poison_elem < out.size()) {
       out[poison_elem] = poison_value;
@@ -407,7 +410,22 @@ void run_with(reader& r, const noise_schedule<Real>& schedule) {
     }
     if (!all_finite(std::span<const T>(out.data(), out.size()))) mon.inputs_finite = false;
     mon.current = i;
-    mon.plan_step(i, max_abs(std::span<const T>(in)), max_abs(std::span<const T>(out.data(), out.size())));
+    // Learned variance: the added noise's std is per element, learned_noise_std(type, v), v the second half of
+    // each sample's output; the bound uses its largest value (infinite if it overflows).
+    double noise_scale = 1.0;
+    if (s->output_factor() == 2 && out.size() == 2 * in.size()) {  // else the sampler rejects the size
+      const step_transition& tr = s->transitions()[i];
+      const ddpm_posterior post = ddpm_posterior_at(tr.alpha_cumprod_from, tr.alpha_cumprod_to);
+      const std::size_t per = in.size() / opt.num_samples;
+      noise_scale = 0.0;
+      for (std::size_t b = 0; b < opt.num_samples; ++b)
+        for (std::size_t k = 0; k < per; ++k) {
+          const double sd = post.learned_noise_std(ddpm_variance, static_cast<double>(out[2 * b * per + per + k]));
+          noise_scale = std::isfinite(sd) ? std::max(noise_scale, sd) : std::numeric_limits<double>::infinity();
+        }
+    }
+    mon.plan_step(i, max_abs(std::span<const T>(in)), max_abs(std::span<const T>(out.data(), out.size())),
+                  noise_scale);
   };
   auto writing_predictor = [&](const std::vector<T>& in, std::int64_t t, std::span<T> out) { fill_output(in, t, out); };
   auto returning_predictor = [&](const std::vector<T>& in, std::int64_t t) {
