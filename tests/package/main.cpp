@@ -1,14 +1,13 @@
 // The consumer app of the package tests (tests/package/CMakeLists.txt): built against skipstep found through
-// find_package (build tree, install prefix) or add_subdirectory, then run by ctest.
-//
-// TODO(lead): extend it to run a tiny sampler through the public API once <skipstep/skipstep.hpp> is
-// complete, so the test proves that an installed skipstep actually samples, not only that its headers are
-// found.
+// find_package (build tree, install prefix) or add_subdirectory, then run by ctest. It samples through the public
+// API, so the test proves an installed skipstep works, not only that its headers are found.
+#include <skipstep/skipstep.hpp>
 #include <skipstep/version.hpp>
 
-#if __has_include(<skipstep/skipstep.hpp>)
-#include <skipstep/skipstep.hpp>
-#endif
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <vector>
 
 #if defined(CONSUMER_HAS_EIGEN)
 #include <Eigen/Core>
@@ -29,6 +28,26 @@ int main() {
     return 1;
   }
 #endif
+  // 20 deterministic DDIM steps with the exact noise predictor of data that is the single point `target`: the
+  // sampler must land on it.
+  const auto schedule = skipstep::noise_schedule<>::linear(1000);
+  const skipstep::ddim_sampler sampler(schedule, skipstep::timestep_schedule::trailing(1000, 20));
+  const double target = 0.75;
+  auto network = [&](const std::vector<double>& x, std::int64_t t) {
+    const double a = schedule.alpha_cumprod(static_cast<std::size_t>(t));
+    std::vector<double> eps(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) eps[i] = (x[i] - std::sqrt(a) * target) / std::sqrt(1.0 - a);
+    return eps;
+  };
+  std::vector<double> sample(8);
+  skipstep::philox_normal(3).fill(std::span<double>(sample), 0, 0);
+  sampler.sample(network, sample);
+  for (double v : sample)
+    if (std::abs(v - target) > 1e-9) {
+      std::printf("consumer: FAILED: DDIM sample %g, expected %g\n", v, target);
+      return 1;
+    }
+  std::printf("consumer: 20 DDIM steps landed on the target\n");
   static_assert(SKIPSTEP_VERSION ==
                 SKIPSTEP_VERSION_MAJOR * 10000 + SKIPSTEP_VERSION_MINOR * 100 + SKIPSTEP_VERSION_PATCH);
 #if defined(CONSUMER_HAS_EIGEN)
