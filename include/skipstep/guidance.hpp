@@ -3,11 +3,13 @@
 /// rescale of Lin et al. 2024 (§3.4; diffusers `rescale_noise_cfg`). Works for ε, v or x0 outputs alike.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -22,15 +24,14 @@ namespace detail {
 
 /// Evaluates any predictor form into `out` (a writing predictor writes directly; a returning one is copied).
 template <class F, class X, class T>
-void predict_into(F& f, const X& x, std::int64_t t, std::span<T> out) {
+void predict_into(std::string_view function, F& f, const X& x, std::int64_t t, std::span<T> out) {
   if constexpr (WritingPredictor<F, X>) {
     f(x, t, out);
   } else {
     const auto result = f(x, t);
     const auto values = elements(result);
     if (values.size() != out.size())
-      throw_invalid("classifier_free_guidance", "model output size", "must equal x.size() = " + std::to_string(out.size()),
-                    values.size());
+      throw_invalid(function, "model output size", "must equal " + std::to_string(out.size()), values.size());
     std::copy(values.begin(), values.end(), out.begin());
   }
 }
@@ -47,20 +48,42 @@ double sample_std(std::span<const T> v) {
   return std::sqrt(ss / static_cast<double>(v.size() - 1));
 }
 
-/// out ← u + s·(c − u), then per sample: out ← φ·out·std(c)/std(out) + (1 − φ)·out (φ = 0: no rescale).
+/// Checks one guided call and returns the output factor k (1, or 2 for a learned-variance output [m_b; v_b] per
+/// sample): out.size() = k·x.size(), num_samples divides x.size(), and the scale is finite in T.
+template <class T>
+std::size_t check_guided_call(std::string_view function, std::size_t x_size, std::size_t out_size, double scale,
+                              std::size_t num_samples) {
+  if (x_size == 0) throw_invalid(function, "x.size()", "must be > 0", x_size);
+  if (out_size != x_size && out_size != 2 * x_size)
+    throw_invalid(function, "out.size()",
+                  "must equal x.size() = " + std::to_string(x_size) + " or 2 * x.size() (learned variance)",
+                  out_size);
+  if (x_size % num_samples != 0)
+    throw_invalid(function, "num_samples", "must divide x.size() = " + std::to_string(x_size), num_samples);
+  if (!std::isfinite(static_cast<T>(scale)))
+    throw_invalid(function, "scale", "overflows the tensor's element type (it must be finite in it)", scale);
+  return out_size / x_size;
+}
+
+/// Guidance of one output: out ← u + s·(c − u), then per sample out ← φ·out·std(c)/std(out) + (1 − φ)·out
+/// (φ = 0: no rescale). With factor 2 each sample is [m_b; v_b]: only the means are guided (and rescaled), the
+/// variance half is the conditional one's, as diffusers' pipelines do (a guided interpolation value could leave
+/// [−1, 1]).
 template <class T>
 void combine_guidance(std::span<const T> uncond, std::span<const T> cond, std::span<T> out, double scale,
-                      double rescale, std::size_t num_samples) {
+                      double rescale, std::size_t num_samples, std::size_t factor) {
   const auto s = static_cast<T>(scale);
-  for (std::size_t i = 0; i < out.size(); ++i) out[i] = uncond[i] + s * (cond[i] - uncond[i]);
-  if (rescale == 0.0) return;
-  const std::size_t per = out.size() / num_samples;
+  const std::size_t per = out.size() / (factor * num_samples);  // elements of one sample's mean
   for (std::size_t b = 0; b < num_samples; ++b) {
-    const auto o = out.subspan(b * per, per);
+    const std::size_t m0 = b * factor * per;
+    for (std::size_t i = m0; i < m0 + per; ++i) out[i] = uncond[i] + s * (cond[i] - uncond[i]);
+    if (factor == 2) std::copy_n(cond.begin() + static_cast<std::ptrdiff_t>(m0 + per), per, out.begin() + static_cast<std::ptrdiff_t>(m0 + per));
+    if (rescale == 0.0) continue;
+    const auto o = out.subspan(m0, per);
     const double std_cfg = sample_std<T>(o);
     if (std_cfg == 0.0) continue;  // a constant output has nothing to rescale
-    const double factor = rescale * sample_std<T>(cond.subspan(b * per, per)) / std_cfg + (1.0 - rescale);
-    for (T& e : o) e = static_cast<T>(static_cast<double>(e) * factor);
+    const double factor_b = rescale * sample_std<T>(cond.subspan(m0, per)) / std_cfg + (1.0 - rescale);
+    for (T& e : o) e = static_cast<T>(static_cast<double>(e) * factor_b);
   }
 }
 
@@ -83,10 +106,10 @@ struct typed_buffer {
   }
 };
 
-inline void check_guidance(double scale, double rescale) {
-  if (!std::isfinite(scale)) throw_invalid("classifier_free_guidance", "scale", "must be finite", scale);
-  if (!(rescale >= 0.0 && rescale <= 1.0))
-    throw_invalid("classifier_free_guidance", "rescale", "must be in [0, 1]", rescale);
+inline void check_guidance(std::string_view function, double scale, double rescale, std::size_t num_samples) {
+  if (!std::isfinite(scale)) throw_invalid(function, "scale", "must be finite", scale);
+  if (!(rescale >= 0.0 && rescale <= 1.0)) throw_invalid(function, "rescale", "must be in [0, 1]", rescale);
+  if (num_samples == 0) throw_invalid(function, "num_samples", "must be >= 1", num_samples);
 }
 
 }  // namespace detail
@@ -108,20 +131,22 @@ class classifier_free_guidance {
         scale_(scale),
         rescale_(rescale),
         num_samples_(num_samples) {
-    detail::check_guidance(scale, rescale);
-    if (num_samples == 0) detail::throw_invalid("classifier_free_guidance", "num_samples", "must be >= 1", num_samples);
+    detail::check_guidance("classifier_free_guidance", scale, rescale, num_samples);
   }
 
-  /// The guided model output at (x, t), written into `out`.
+  /// The guided model output at (x, t), written into `out` (x.size() elements, or 2·x.size() for a
+  /// learned-variance model: then only the means are guided).
   template <Tensor X>
     requires EpsilonPredictor<Conditional, X> && EpsilonPredictor<Unconditional, X>
   void operator()(const X& x, std::int64_t t, std::span<tensor_value_t<X>> out) {
     using T = tensor_value_t<X>;
+    constexpr const char* fn = "classifier_free_guidance";
+    const std::size_t factor = detail::check_guided_call<T>(fn, elements(x).size(), out.size(), scale_, num_samples_);
     auto& cond = cond_.get<T>(out.size());
     auto& uncond = uncond_.get<T>(out.size());
-    detail::predict_into(conditional_, x, t, std::span<T>(cond));
-    detail::predict_into(unconditional_, x, t, std::span<T>(uncond));
-    detail::combine_guidance<T>(uncond, cond, out, scale_, rescale_, num_samples_);
+    detail::predict_into(fn, conditional_, x, t, std::span<T>(cond));
+    detail::predict_into(fn, unconditional_, x, t, std::span<T>(uncond));
+    detail::combine_guidance<T>(uncond, cond, out, scale_, rescale_, num_samples_, factor);
   }
 
  private:
@@ -141,12 +166,11 @@ class batched_classifier_free_guidance {
   /// Wraps the batched network; parameters as for classifier_free_guidance.
   batched_classifier_free_guidance(Network network, double scale, double rescale = 0.0, std::size_t num_samples = 1)
       : network_(std::move(network)), scale_(scale), rescale_(rescale), num_samples_(num_samples) {
-    detail::check_guidance(scale, rescale);
-    if (num_samples == 0)
-      detail::throw_invalid("batched_classifier_free_guidance", "num_samples", "must be >= 1", num_samples);
+    detail::check_guidance("batched_classifier_free_guidance", scale, rescale, num_samples);
   }
 
-  /// The guided model output at (x, t), written into `out` (one network call on [x; x]).
+  /// The guided model output at (x, t), written into `out` (one network call on [x; x]; out has x.size()
+  /// elements, or 2·x.size() for a learned-variance model, and the network writes twice that).
   template <Tensor X>
     requires std::invocable<Network&, std::span<const tensor_value_t<X>>, std::int64_t,
                             std::span<tensor_value_t<X>>>
@@ -154,13 +178,15 @@ class batched_classifier_free_guidance {
     using T = tensor_value_t<X>;
     const auto xs = elements(x);
     const std::size_t n = xs.size();
+    const std::size_t factor =
+        detail::check_guided_call<T>("batched_classifier_free_guidance", n, out.size(), scale_, num_samples_);
     std::vector<T>& in2 = input_.get<T>(2 * n);
-    std::vector<T>& out2 = output_.get<T>(2 * n);
+    std::vector<T>& out2 = output_.get<T>(2 * out.size());
     std::copy(xs.begin(), xs.end(), in2.begin());
     std::copy(xs.begin(), xs.end(), in2.begin() + static_cast<std::ptrdiff_t>(n));
     network_(std::span<const T>(in2), t, std::span<T>(out2));
-    detail::combine_guidance<T>(std::span<const T>(out2).first(n), std::span<const T>(out2).subspan(n), out, scale_,
-                                rescale_, num_samples_);
+    detail::combine_guidance<T>(std::span<const T>(out2).first(out.size()), std::span<const T>(out2).subspan(out.size()),
+                                out, scale_, rescale_, num_samples_, factor);
   }
 
  private:

@@ -31,6 +31,36 @@ struct prediction_coefficients {
   double eps_from_model;   ///< ε̂'s coefficient of m.
 };
 
+namespace detail {
+
+/// prediction_coefficients_at, with errors naming `function` and `argument` (the caller's names for ā).
+[[nodiscard]] inline prediction_coefficients prediction_coefficients_for(std::string_view function,
+                                                                         std::string_view argument,
+                                                                         prediction_type kind, double alpha_cumprod) {
+  const double a = alpha_cumprod;
+  if (!(a >= 0.0 && a <= 1.0)) throw_invalid(function, argument, "must be in [0, 1]", a);
+  const double sa = std::sqrt(a);
+  const double sb = std::sqrt(1.0 - a);
+  switch (kind) {
+    case prediction_type::epsilon:
+      if (a == 0.0)
+        throw_domain(function, argument,
+                     "is 0 (zero terminal SNR): epsilon prediction cannot recover x0 there; use v or sample "
+                     "prediction",
+                     a);
+      return {1.0 / sa, -sb / sa, 0.0, 1.0};
+    case prediction_type::v:
+      return {sa, -sb, sb, sa};
+    case prediction_type::sample:
+      if (a == 1.0)
+        throw_domain(function, argument, "is 1 (no noise): sample prediction cannot recover epsilon there", a);
+      return {0.0, 1.0, 1.0 / sb, -sa / sb};
+  }
+  throw_invalid(function, "prediction type", "is not a prediction_type value", static_cast<int>(kind));
+}
+
+}  // namespace detail
+
 /// Coefficients of x̂0 and ε̂ at noise level ā (DESIGN.md §1; diffusers DDIMScheduler.step, "3. compute predicted
 /// original sample"):
 ///  - epsilon: x̂0 = (x − √(1−ā)·m)/√ā,  ε̂ = m
@@ -39,27 +69,7 @@ struct prediction_coefficients {
 /// Throws std::domain_error where the map does not exist: epsilon prediction at ā = 0 (zero terminal SNR: x_t
 /// carries no signal, x̂0 would be ±inf) and sample prediction at ā = 1 (no noise, ε̂ undefined).
 [[nodiscard]] inline prediction_coefficients prediction_coefficients_at(prediction_type kind, double alpha_cumprod) {
-  const double a = alpha_cumprod;
-  if (!(a >= 0.0 && a <= 1.0)) detail::throw_invalid("prediction_coefficients_at", "alpha_cumprod", "must be in [0, 1]", a);
-  const double sa = std::sqrt(a);
-  const double sb = std::sqrt(1.0 - a);
-  switch (kind) {
-    case prediction_type::epsilon:
-      if (a == 0.0)
-        detail::throw_domain("prediction_coefficients_at", "alpha_cumprod",
-                             "is 0 (zero terminal SNR): epsilon prediction cannot recover x0 there; use v or sample "
-                             "prediction",
-                             a);
-      return {1.0 / sa, -sb / sa, 0.0, 1.0};
-    case prediction_type::v:
-      return {sa, -sb, sb, sa};
-    case prediction_type::sample:
-      if (a == 1.0)
-        detail::throw_domain("prediction_coefficients_at", "alpha_cumprod",
-                             "is 1 (no noise): sample prediction cannot recover epsilon there", a);
-      return {0.0, 1.0, 1.0 / sb, -sa / sb};
-  }
-  detail::throw_invalid("prediction_coefficients_at", "kind", "is not a prediction_type", static_cast<int>(kind));
+  return detail::prediction_coefficients_for("prediction_coefficients_at", "alpha_cumprod", kind, alpha_cumprod);
 }
 
 }  // namespace skipstep

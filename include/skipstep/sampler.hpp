@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -33,10 +34,11 @@ namespace detail {
 
 /// Throws std::domain_error if `values` has a NaN or an infinity, naming what, the step and the element.
 template <class T>
-void check_all_finite(std::span<const T> values, const char* what, std::size_t step, std::int64_t timestep) {
+void check_all_finite(std::string_view function, std::span<const T> values, const char* what, std::size_t step,
+                      std::int64_t timestep) {
   for (std::size_t j = 0; j < values.size(); ++j)
     if (!std::isfinite(values[j]))
-      throw_domain("sampler::sample",
+      throw_domain(function,
                    std::string(what) + " at step " + std::to_string(step) +
                        " (t = " + std::to_string(timestep) + "), element " + std::to_string(j),
                    "must be finite", values[j]);
@@ -87,6 +89,7 @@ struct sampler_workspace {
   std::vector<T> model_output;  ///< where a writing predictor writes.
   std::vector<T> x0;            ///< x̂0 of the current step (filled when a callback is given).
   std::vector<T> scratch;       ///< one sample's scratch (per thread) for dynamic thresholding.
+  std::vector<T> noise;         ///< a step's noise, drawn first when the source may throw (sized on first use).
   thread_pool* pool = nullptr;  ///< opt-in: run each step over this pool (same bits as one thread).
 
   /// A workspace for tensors of `size` elements; with a pool, steps of large tensors use its threads.
@@ -136,28 +139,32 @@ class sampler {
   /// Runs steps first_step..N−1 in place on x (a full run from x_T when first_step = 0; img2img starts later,
   /// see first_step_for_strength). `noise` is a NoiseSource or no_noise; `callback(step_info, span x, span
   /// x̂0)` may return false to cancel. No allocation happens inside the loop (for a WritingPredictor).
+  /// On an exception (from the predictor, the noise source, the callback or a check), x holds the last completed
+  /// step, so resuming with first_step = result.steps_run + first_step reproduces the uninterrupted run: a noise
+  /// source that may throw (see draws_cannot_throw) is drawn into the workspace before the step touches x.
   template <Tensor X, EpsilonPredictor<X> F, class Noise = no_noise, class Callback = no_callback>
   sample_result sample(F&& predictor, X& x, Noise&& noise, sampler_workspace<tensor_value_t<X>>& workspace,
                        Callback&& callback = {}, std::size_t first_step = 0) const {
     using T = tensor_value_t<X>;
-    constexpr const char* fn = "sampler::sample";
     using noise_t = std::remove_cvref_t<Noise>;
     constexpr bool has_noise = !std::is_same_v<noise_t, no_noise>;
     static_assert(!has_noise || NoiseSource<noise_t, T>,
                   "skipstep::sampler::sample: noise must be no_noise or callable as noise(std::span<T>, "
                   "noise_position)");
     constexpr bool has_callback = !std::is_same_v<std::remove_cvref_t<Callback>, no_callback>;
+    const std::string_view fn = sample_name_;
     const std::span<T> xs = elements(x);
+    const std::size_t factor = output_factor();
     if (xs.empty())
       detail::throw_invalid(fn, "x.size()", "must be > 0", 0);
     if (xs.size() % options_.num_samples != 0)
       detail::throw_invalid(fn, "x.size()",
                             "must be a multiple of num_samples = " + std::to_string(options_.num_samples),
                             xs.size());
-    if (workspace.x0.size() != xs.size() || workspace.model_output.size() != output_factor() * xs.size())
+    if (workspace.x0.size() != xs.size() || workspace.model_output.size() != factor * xs.size())
       detail::throw_invalid(fn, "workspace size",
                             "must match x.size() = " + std::to_string(xs.size()) + " (model output " +
-                                std::to_string(output_factor() * xs.size()) + "; see make_workspace)",
+                                std::to_string(factor * xs.size()) + "; see make_workspace)",
                             workspace.x0.size());
     if (first_step > num_steps())
       detail::throw_invalid(fn, "first_step", "must be <= num_steps = " + std::to_string(num_steps()),
@@ -168,25 +175,35 @@ class sampler {
           detail::throw_invalid(fn, "noise", "is no_noise but step " + std::to_string(i) + " adds noise",
                                 "no_noise");
     }
+    constexpr bool in_pass_noise = draws_cannot_throw<noise_t, T>;
+    if constexpr (BoundedCounterBasedGenerator<noise_t, T>) {
+      if (num_steps() > noise_t::max_steps)
+        detail::throw_invalid(fn, "noise", "addresses at most " + std::to_string(noise_t::max_steps) + " steps",
+                              num_steps());
+      if (xs.size() / options_.num_samples > noise_t::max_elements)
+        detail::throw_invalid(fn, "x.size() / num_samples",
+                              "must not exceed the noise generator's " + std::to_string(noise_t::max_elements) +
+                                  " elements per stream",
+                              xs.size() / options_.num_samples);
+    }
+    if constexpr (has_noise && !in_pass_noise) {
+      if (workspace.noise.size() != xs.size()) workspace.noise.assign(xs.size(), T(0));  // once per workspace
+    }
     const std::span<T> x0_out = has_callback ? std::span<T>(workspace.x0) : std::span<T>();
     sample_result result;
     for (std::size_t i = first_step; i < num_steps(); ++i) {
       const step_transition& tr = transitions_[i];
       auto run_step = [&](std::span<const T> m) {
-        if (m.size() != output_factor() * xs.size())
-          detail::throw_invalid(fn, "model output size",
-                                "must equal " + std::string(output_factor() == 2 ? "2 * " : "") +
-                                    "x.size() = " + std::to_string(output_factor() * xs.size()),
+        if (m.size() != factor * xs.size())
+          detail::throw_invalid(fn, "model output size at " + step_where(i),
+                                "must equal " + std::string(factor == 2 ? "2 * " : "") +
+                                    "x.size() = " + std::to_string(factor * xs.size()),
                                 m.size());
-        if (!posteriors_.empty()) {
-          if (options_.check_finite) detail::check_all_finite(m, "model output", i, tr.timestep);
-          learned_variance_step(i, xs, m, noise, x0_out, std::span<T>(workspace.scratch));
-          return;
-        }
-        if (options_.check_finite)
-          detail::check_all_finite(m, "model output", i, tr.timestep);
+        if (options_.check_finite) detail::check_all_finite(fn, m, "model output", i, tr.timestep);
         auto step_with = [&](auto&& source) {
-          if (workspace.pool != nullptr)
+          if (!posteriors_.empty())
+            learned_variance_step(i, xs, m, source, x0_out, std::span<T>(workspace.scratch));
+          else if (workspace.pool != nullptr)
             parallel_apply_step(*workspace.pool, coefficients_[i], xs, m, options_.processing,
                                 options_.num_samples, source, i, x0_out, std::span<T>(workspace.scratch));
           else
@@ -195,7 +212,13 @@ class sampler {
         };
         if constexpr (has_noise) {
           if (step_draws_noise(i)) {
-            step_with(noise);
+            if constexpr (in_pass_noise) {
+              step_with(noise);
+            } else {
+              const std::span<T> z(workspace.noise);
+              detail::predraw_noise<T>(noise, z, options_.num_samples, i, detail::noise_block);
+              step_with(detail::buffered_noise<T>{z.data(), xs.size() / options_.num_samples});
+            }
             return;
           }
         }
@@ -208,9 +231,8 @@ class sampler {
         const auto out = predictor(std::as_const(x), tr.timestep);
         run_step(elements(out));
       }
-      if (options_.check_finite)
-        detail::check_all_finite(std::span<const T>(xs), "sample", i, tr.timestep);
       ++result.steps_run;
+      if (options_.check_finite) detail::check_all_finite(fn, std::span<const T>(xs), "sample", i, tr.timestep);
       if constexpr (has_callback) {
         const step_info info{i, num_steps(), tr.timestep, tr.alpha_cumprod_from, tr.alpha_cumprod_to};
         using cb_result =
@@ -238,6 +260,7 @@ class sampler {
  protected:
   /// The per-step data a sampler runs on.
   struct plan {
+    const char* name;                          ///< the sampler's name in errors ("ddim_sampler").
     std::vector<step_transition> transitions;  ///< one per step.
     std::vector<affine_step> coefficients;     ///< one per step.
     /// Learned-variance DDPM only: the posterior of every step, and the variance type.
@@ -247,13 +270,21 @@ class sampler {
 
   /// Samplers are built by the derived classes, which compute the plan.
   sampler(plan p, sampler_options options)
-      : transitions_(std::move(p.transitions)),
+      : name_(p.name),
+        sample_name_(std::string(p.name) + "::sample"),
+        transitions_(std::move(p.transitions)),
         coefficients_(std::move(p.coefficients)),
         posteriors_(std::move(p.posteriors)),
         learned_variance_(p.learned_variance),
         options_(options) {
     if (options_.num_samples == 0)
-      detail::throw_invalid("sampler", "options.num_samples", "must be >= 1", 0);
+      detail::throw_invalid(name_, "options.num_samples", "must be >= 1", 0);
+    options_.processing.validate(name_);
+  }
+
+  /// "step 3 (t = 700)", the position of step i in error messages.
+  [[nodiscard]] std::string step_where(std::size_t i) const {
+    return "step " + std::to_string(i) + " (t = " + std::to_string(transitions_[i].timestep) + ")";
   }
 
   /// True when step i adds noise.
@@ -275,23 +306,23 @@ class sampler {
       const std::span<T> x = xs.subspan(b * per, per);
       const std::span<T> x0 = x0_out.empty() ? x0_out : x0_out.subspan(b * per, per);
       if constexpr (!std::is_same_v<std::remove_cvref_t<Noise>, no_noise>) {
-        if (step_draws_noise(i)) {
-          auto scaled = [&](std::span<T> z, noise_position at) {
-            at.sample = b;
-            detail::draw_noise<T>(noise, z, at);
-            for (std::size_t k = 0; k < z.size(); ++k)
-              z[k] = static_cast<T>(static_cast<double>(z[k]) *
-                                    post.learned_noise_std(learned_variance_,
-                                                           static_cast<double>(v[at.first_element + k])));
-          };
-          apply_step(coefficients_[i], x, m, options_.processing, 1, scaled, i, x0, scratch);
-          continue;
-        }
+        auto scaled = [&](std::span<T> z, noise_position at) {
+          at.sample = b;
+          detail::draw_noise<T>(noise, z, at);
+          for (std::size_t k = 0; k < z.size(); ++k)
+            z[k] = static_cast<T>(static_cast<double>(z[k]) *
+                                  post.learned_noise_std(learned_variance_,
+                                                         static_cast<double>(v[at.first_element + k])));
+        };
+        apply_step(coefficients_[i], x, m, options_.processing, 1, scaled, i, x0, scratch);
+      } else {
+        apply_step(coefficients_[i], x, m, options_.processing, 1, no_noise{}, i, x0, scratch);
       }
-      apply_step(coefficients_[i], x, m, options_.processing, 1, no_noise{}, i, x0, scratch);
     }
   }
 
+  const char* name_;
+  std::string sample_name_;  ///< "ddim_sampler::sample", the function named by run-time errors.
   std::vector<step_transition> transitions_;
   std::vector<affine_step> coefficients_;
   std::vector<ddpm_posterior> posteriors_;  ///< non-empty only for a learned-variance DDPM sampler.
@@ -314,7 +345,8 @@ class ddim_sampler : public sampler {
   template <class Real, class Policy>
   static plan build(const noise_schedule<Real>& schedule, const timestep_schedule& timesteps,
                     const Policy& policy, const sampler_options& options) {
-    auto transitions = ddim_transitions(schedule, timesteps, options.convention);
+    auto transitions = detail::with_context("skipstep::ddim_sampler",
+                                            [&] { return ddim_transitions(schedule, timesteps, options.convention); });
     std::vector<affine_step> coefficients(transitions.size());
     for (std::size_t i = 0; i < transitions.size(); ++i) {
       const step_transition& tr = transitions[i];
@@ -327,7 +359,7 @@ class ddim_sampler : public sampler {
         return ddim_step(options.prediction, tr.alpha_cumprod_from, tr.alpha_cumprod_to, sigma);
       });
     }
-    return {std::move(transitions), std::move(coefficients)};
+    return {"ddim_sampler", std::move(transitions), std::move(coefficients)};
   }
 };
 
@@ -349,7 +381,8 @@ class ddpm_sampler : public sampler {
   static plan build(const noise_schedule<Real>& schedule, const timestep_schedule& timesteps,
                     variance_type variance, const sampler_options& options) {
     const bool learned = variance == variance_type::learned || variance == variance_type::learned_range;
-    auto transitions = ddpm_transitions(schedule, timesteps, options.convention);
+    auto transitions = detail::with_context("skipstep::ddpm_sampler",
+                                            [&] { return ddpm_transitions(schedule, timesteps, options.convention); });
     std::vector<affine_step> coefficients(transitions.size());
     for (std::size_t i = 0; i < transitions.size(); ++i) {
       const step_transition& tr = transitions[i];
@@ -358,11 +391,11 @@ class ddpm_sampler : public sampler {
                          tr.noise_allowed);
       });
     }
-    if (!learned) return {std::move(transitions), std::move(coefficients)};
+    if (!learned) return {"ddpm_sampler", std::move(transitions), std::move(coefficients)};
     std::vector<ddpm_posterior> posteriors(transitions.size());
     for (std::size_t i = 0; i < transitions.size(); ++i)
       posteriors[i] = ddpm_posterior_at(transitions[i].alpha_cumprod_from, transitions[i].alpha_cumprod_to);
-    return {std::move(transitions), std::move(coefficients), std::move(posteriors), variance};
+    return {"ddpm_sampler", std::move(transitions), std::move(coefficients), std::move(posteriors), variance};
   }
 };
 
@@ -383,7 +416,9 @@ class ddim_inverse_sampler : public sampler {
     if (options.processing.mode == x0_processing::kind::dynamic_threshold)
       detail::throw_invalid("ddim_inverse_sampler", "options.processing", "supports none or clip",
                             "dynamic_threshold");
-    auto transitions = inversion_transitions(schedule, timesteps, options.convention);
+    auto transitions = detail::with_context("skipstep::ddim_inverse_sampler", [&] {
+      return inversion_transitions(schedule, timesteps, options.convention);
+    });
     std::vector<affine_step> coefficients(transitions.size());
     for (std::size_t i = 0; i < transitions.size(); ++i)
       coefficients[i] =
@@ -391,7 +426,7 @@ class ddim_inverse_sampler : public sampler {
             return ddim_step(options.prediction, transitions[i].alpha_cumprod_from,
                              transitions[i].alpha_cumprod_to, sigma_choice{});
           });
-    return {std::move(transitions), std::move(coefficients)};
+    return {"ddim_inverse_sampler", std::move(transitions), std::move(coefficients)};
   }
 };
 
@@ -403,9 +438,12 @@ void add_noise(const noise_schedule<Real>& schedule, std::span<const T> x0, std:
   if (t < 0 || static_cast<std::size_t>(t) >= schedule.num_train_timesteps())
     detail::throw_invalid("add_noise", "t",
                           "must be in [0, T = " + std::to_string(schedule.num_train_timesteps()) + ")", t);
-  if (noise.size() != x0.size() || out.size() != x0.size())
-    detail::throw_invalid("add_noise", "noise.size() / out.size()",
-                          "must equal x0.size() = " + std::to_string(x0.size()), noise.size());
+  if (noise.size() != x0.size())
+    detail::throw_invalid("add_noise", "noise.size()", "must equal x0.size() = " + std::to_string(x0.size()),
+                          noise.size());
+  if (out.size() != x0.size())
+    detail::throw_invalid("add_noise", "out.size()", "must equal x0.size() = " + std::to_string(x0.size()),
+                          out.size());
   const auto a = static_cast<T>(schedule.sqrt_alpha_cumprod(static_cast<std::size_t>(t)));
   const auto b = static_cast<T>(schedule.sqrt_one_minus_alpha_cumprod(static_cast<std::size_t>(t)));
   for (std::size_t i = 0; i < x0.size(); ++i)

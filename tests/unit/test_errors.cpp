@@ -184,7 +184,7 @@ TEST_CASE("a sigma policy returning sigma^2 > 1 - abar_s, a negative or a NaN si
   // η = 2 with N = T: σ² = 4β̃ exceeds 1 − ā_s on the early steps.
   CHECK_THROWS_AS(ddim_sampler(sched, timestep_schedule::leading(1000, 1000), eta{2.0}), std::domain_error);
   // A sigma_list shorter than the schedule.
-  CHECK_ERROR(ddim_sampler(sched, ts, sigma_list{{0.0, 0.0}}), std::invalid_argument, "sigma_list", "values.size()",
+  CHECK_ERROR(ddim_sampler(sched, ts, sigma_list{{0.0, 0.0}}), std::invalid_argument, "sigma_list", "N = 10",
               "(got 2)");
 }
 
@@ -242,9 +242,9 @@ TEST_CASE("zero terminal SNR with epsilon prediction is a domain error at constr
   const auto ts = timestep_schedule::trailing(1000, 10);  // starts at t = 999, where ā = 0
   sampler_options opt;
   opt.prediction = prediction_type::epsilon;
-  CHECK_ERROR(ddim_sampler(z, ts, eta{0.0}, opt), std::domain_error, "prediction_coefficients_at", "alpha_cumprod",
+  CHECK_ERROR(ddim_sampler(z, ts, eta{0.0}, opt), std::domain_error, "ddim_sampler: step 0 (t = 999)", "alpha_cumprod",
               "(got 0)");
-  CHECK_ERROR(ddpm_sampler(z, ts, variance_type::fixed_small, opt), std::domain_error, "prediction_coefficients_at",
+  CHECK_ERROR(ddpm_sampler(z, ts, variance_type::fixed_small, opt), std::domain_error, "ddpm_sampler: step 0 (t = 999)",
               "alpha_cumprod", "(got 0)");
   // v and sample prediction are fine there.
   opt.prediction = prediction_type::v;
@@ -253,7 +253,7 @@ TEST_CASE("zero terminal SNR with epsilon prediction is a domain error at constr
   CHECK_NOTHROW(ddim_sampler(z, ts, eta{1.0}, opt));
   // Sample prediction at ā = 1 (DDIM inversion's first source with set_alpha_to_one, README #9).
   CHECK_ERROR(ddim_inverse_sampler(noise_schedule<>::linear(1000), ts, opt), std::domain_error,
-              "prediction_coefficients_at", "alpha_cumprod", "(got 1)");
+              "ddim_inverse_sampler: step 0", "alpha_cumprod", "(got 1)");
   CHECK_ERROR(prediction_coefficients_at(prediction_type::v, 1.5), std::invalid_argument, "prediction_coefficients_at",
               "alpha_cumprod", "(got 1.5)");
   CHECK_ERROR(prediction_coefficients_at(prediction_type::v, nan_v), std::invalid_argument,
@@ -294,7 +294,9 @@ TEST_CASE("other argument checks name function, argument and value", "[errors]")
   const auto sched = noise_schedule<>::linear(1000);
   CHECK_ERROR(parse_prediction_type("eps"), std::invalid_argument, "parse_prediction_type", "name", "(got eps)");
   CHECK_ERROR(parse_variance_type("huge"), std::invalid_argument, "parse_variance_type", "name", "(got huge)");
-  CHECK_ERROR(ddpm_posterior_at(1.0, 1.0), std::invalid_argument, "ddpm_posterior_at", "alpha_cumprod_t", "(got 1)");
+  CHECK_ERROR(ddpm_posterior_at(1.0, 0.999), std::invalid_argument, "ddpm_posterior_at", "alpha_cumprod_prev",
+              "(got 0.999)");
+  CHECK_ERROR(ddpm_posterior_at(1.5, 1.5), std::invalid_argument, "ddpm_posterior_at", "alpha_cumprod_t", "(got 1.5)");
   CHECK_ERROR(ddpm_posterior_at(0.5, 0.25), std::invalid_argument, "ddpm_posterior_at", "alpha_cumprod_prev",
               "(got 0.25)");
   CHECK_ERROR(ddim_step(prediction_type::epsilon, 0.5, 1.5), std::invalid_argument, "ddim_step", "alpha_cumprod_prev",
@@ -307,10 +309,12 @@ TEST_CASE("other argument checks name function, argument and value", "[errors]")
               "model output size", "2 * x.size() = 8");
   CHECK_THROWS_AS(ddpm_posterior_at(0.25, 0.5).noise_std(variance_type::learned_range), std::invalid_argument);
   // Schedule and timestep list built for different T.
-  CHECK_ERROR(ddim_sampler(sched, timestep_schedule::linspace(500, 5)), std::invalid_argument, "ddim_transitions",
+  CHECK_ERROR(ddim_sampler(sched, timestep_schedule::linspace(500, 5)), std::invalid_argument, "ddim_sampler",
               "timesteps.num_train_timesteps()", "(got 500)");
   CHECK_ERROR(ddim_inverse_sampler(sched, timestep_schedule::linspace(500, 5)), std::invalid_argument,
-              "inversion_transitions", "timesteps.num_train_timesteps()", "(got 500)");
+              "ddim_inverse_sampler", "timesteps.num_train_timesteps()", "(got 500)");
+  CHECK_ERROR(ddpm_sampler(sched, timestep_schedule::linspace(500, 5)), std::invalid_argument, "ddpm_sampler",
+              "timesteps.num_train_timesteps()", "(got 500)");
   // first_step beyond N, strength outside [0, 1].
   const ddim_sampler s(sched, timestep_schedule::linspace(1000, 5));
   dvec x(4, 0.5);

@@ -129,19 +129,19 @@ TEST_CASE("a user sigma policy returning NaN or Inf, as a double or in either si
   const auto sched = noise_schedule<>::linear(1000);
   const auto ts = timestep_schedule::linspace(1000, 10);
   CHECK_ERROR(ddim_sampler(sched, ts, [](const step_context&) { return nan_v; }), std::domain_error, "sigma policy",
-              "step 0 (t = 999): skipstep::sigma policy", "nan");
+              "ddim_sampler: step 0 (t = 999): sigma policy's sigma", "nan");
   CHECK_ERROR(ddim_sampler(sched, ts, [](const step_context&) { return inf_v; }), std::domain_error, "sigma policy",
               "sigma", "inf");
   CHECK_ERROR(ddim_sampler(sched, ts, [](const step_context& c) { return sigma_choice{c.step_index == 3 ? nan_v : 0.0, 0.0}; }),
-              std::domain_error, "sigma policy at step 3", "sigma", "nan");
+              std::domain_error, "ddim_sampler: step 3 (t = 666): sigma policy", "sigma", "nan");
   CHECK_ERROR(ddim_sampler(sched, ts, [](const step_context& c) { return sigma_choice{0.0, c.step_index == 5 ? nan_v : 0.0}; }),
-              std::domain_error, "sigma policy at step 5", "noise_std", "nan");
+              std::domain_error, "ddim_sampler: step 5 (t = 444): sigma policy", "noise_std", "nan");
   CHECK_ERROR(ddim_sampler(sched, ts, [](const step_context&) { return sigma_choice{0.0, inf_v}; }), std::domain_error,
-              "sigma policy at step 0", "noise_std", "inf");
+              "ddim_sampler: step 0 (t = 999): sigma policy", "noise_std", "inf");
   // sigma_list entries are validated the same way.
   std::vector<double> values(10, 0.0);
   values[6] = nan_v;
-  CHECK_ERROR(ddim_sampler(sched, ts, sigma_list{values}), std::domain_error, "sigma policy at step 6", "sigma", "nan");
+  CHECK_ERROR(ddim_sampler(sched, ts, sigma_list{values}), std::domain_error, "ddim_sampler: step 6 (t = 333): sigma policy", "sigma", "nan");
 }
 
 TEST_CASE("float tensors where a coefficient overflows float: non-finite without check_finite, an error with it",

@@ -88,9 +88,11 @@ TEST_CASE("larger_variance: mean of eta = 1, noise std sqrt(1 - abar_k/abar_s)",
 
 TEST_CASE("sigma_list returns the value of the step index", "[sigma]") {
   const sigma_list l{{0.1, 0.2, 0.3}};
-  CHECK(l(ctx(0.5, 0.6, 0)) == 0.1);
-  CHECK(l(ctx(0.5, 0.6, 2)) == 0.3);
-  CHECK_THROWS_AS(l(ctx(0.5, 0.6, 3)), std::invalid_argument);
+  CHECK(l(ctx(0.5, 0.6, 0, 3)) == 0.1);
+  CHECK(l(ctx(0.5, 0.6, 2, 3)) == 0.3);
+  // Its size must equal N: a shorter and a longer list are both rejected, naming N.
+  CHECK_THROWS_AS(l(ctx(0.5, 0.6, 1, 4)), std::invalid_argument);
+  CHECK_THROWS_WITH(l(ctx(0.5, 0.6, 1, 2)), Contains("sigma_list") && Contains("N = 2") && Contains("(got 3)"));
   // Through the sampler: the direction weight is √(1 − ā_s − σ_i²).
   const auto sched = noise_schedule<>::linear(1000);
   const auto ts = timestep_schedule::linspace(1000, 4);
@@ -102,6 +104,9 @@ TEST_CASE("sigma_list returns the value of the step index", "[sigma]") {
     CHECK(s.coefficients()[i].noise_std == (s.transitions()[i].noise_allowed ? sig[i] : 0.0));
   }
   CHECK_THROWS_AS(ddim_sampler(sched, ts, sigma_list{{0.1}}), std::invalid_argument);
+  // A list longer than the number of steps is an error too (its header says the size must equal N).
+  CHECK_THROWS_WITH(ddim_sampler(sched, ts, sigma_list{{0.05, 0.02, 0.005, 0.0, 0.0}}),
+                    Contains("ddim_sampler") && Contains("sigma_list") && Contains("N = 4") && Contains("(got 5)"));
 }
 
 TEST_CASE("a lambda sigma policy works with ddim_sampler and sees the step context", "[sigma]") {

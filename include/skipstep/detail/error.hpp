@@ -49,16 +49,28 @@ template <class Value>
   throw std::domain_error(describe(function, argument, requirement, value));
 }
 
+/// `message` with its leading "skipstep::<function>: " (the inner layer's function) replaced by `context`: the
+/// caller called `context`'s function, so that is the one the message names.
+[[nodiscard]] inline std::string in_context(std::string_view context, std::string_view message) {
+  constexpr std::string_view prefix = "skipstep::";
+  std::string out(context);
+  if (message.starts_with(prefix)) {
+    const std::size_t end = message.find(": ");
+    if (end != std::string_view::npos) message.remove_prefix(end + 2);
+  }
+  return out.append(": ").append(message);
+}
+
 /// Runs f(); an std::invalid_argument or std::domain_error it throws is rethrown, same type, with `context`
-/// ("skipstep::ddim_sampler: step 3 (t = 700)") in front of its message.
+/// ("skipstep::ddim_sampler: step 3 (t = 700)") in place of the inner function's name.
 template <class F>
-decltype(auto) with_context(const std::string& context, F&& f) {
+decltype(auto) with_context(std::string_view context, F&& f) {
   try {
     return f();
   } catch (const std::domain_error& e) {
-    throw std::domain_error(context + ": " + e.what());
+    throw std::domain_error(in_context(context, e.what()));
   } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument(context + ": " + e.what());
+    throw std::invalid_argument(in_context(context, e.what()));
   }
 }
 

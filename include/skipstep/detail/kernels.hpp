@@ -41,6 +41,32 @@ SKIPSTEP_KERNEL_NOINLINE void fused_noisy_step_kernel(T* SKIPSTEP_RESTRICT x, co
   for (std::size_t i = 0; i < n; ++i) x[i] = a * x[i] + b * m[i] + s * z[i];
 }
 
+/// The fused deterministic step that also writes x̂0 (for a callback): x0[i] ← px·x[i] + pm·m[i], then
+/// x[i] ← a·x[i] + b·m[i]. The new sample is computed exactly as by fused_step_kernel, so observing x̂0 never
+/// changes the numbers.
+template <class T>
+SKIPSTEP_KERNEL_NOINLINE void fused_step_x0_kernel(T* SKIPSTEP_RESTRICT x, const T* SKIPSTEP_RESTRICT m,
+                                                   T* SKIPSTEP_RESTRICT x0, std::size_t n, T a, T b, T px,
+                                                   T pm) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    const T xv = x[i], mv = m[i];
+    x0[i] = px * xv + pm * mv;
+    x[i] = a * xv + b * mv;
+  }
+}
+
+/// The fused noisy step over one noise block that also writes x̂0 (see fused_step_x0_kernel).
+template <class T>
+SKIPSTEP_KERNEL_NOINLINE void fused_noisy_step_x0_kernel(T* SKIPSTEP_RESTRICT x, const T* SKIPSTEP_RESTRICT m,
+                                                         const T* SKIPSTEP_RESTRICT z, T* SKIPSTEP_RESTRICT x0,
+                                                         std::size_t n, T a, T b, T s, T px, T pm) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    const T xv = x[i], mv = m[i];
+    x0[i] = px * xv + pm * mv;
+    x[i] = a * xv + b * mv + s * z[i];
+  }
+}
+
 }  // namespace skipstep::detail
 
 #undef SKIPSTEP_RESTRICT

@@ -31,6 +31,9 @@ class timestep_schedule {
                                                  std::size_t steps_offset = 0) {
     constexpr const char* fn = "timestep_schedule::leading";
     check_counts(fn, num_train_timesteps, num_steps);
+    if (steps_offset >= num_train_timesteps)  // also keeps the sum below from wrapping around
+      detail::throw_invalid(fn, "steps_offset", "must be < T = " + std::to_string(num_train_timesteps),
+                            steps_offset);
     const std::size_t ratio = num_train_timesteps / num_steps;
     const std::size_t top = (num_steps - 1) * ratio + steps_offset;
     if (top >= num_train_timesteps)

@@ -82,19 +82,24 @@ void apply_step_range(const affine_step& c, T* xs, const T* ms, std::size_t per_
   const std::size_t width = r.element_end - r.element_begin;
   const bool whole_samples = r.element_begin == 0 && r.element_end == per_sample;
 
-  if (processing.is_identity() && x0_out == nullptr) {
-    // Fused form: one read of x and m, one write of x.
+  if (processing.is_identity()) {
+    // Fused form: one read of x and m, one write of x (and of x̂0 when asked for, computed beside it, so that
+    // asking for x̂0 never changes the new sample).
     const T a = static_cast<T>(c.sample_coeff());
     const T b = static_cast<T>(c.model_coeff());
+    const T px = static_cast<T>(c.pred.x0_from_sample), pm = static_cast<T>(c.pred.x0_from_model);
+    const auto deterministic = [&](std::size_t begin, std::size_t count) {
+      if (x0_out == nullptr)
+        fused_step_kernel(xs + begin, ms + begin, count, a, b);
+      else
+        fused_step_x0_kernel(xs + begin, ms + begin, x0_out + begin, count, a, b, px, pm);
+    };
     if (!draw) {
       if (whole_samples) {
-        const std::size_t begin = r.sample_begin * per_sample;
-        fused_step_kernel(xs + begin, ms + begin, (r.sample_end - r.sample_begin) * per_sample, a, b);
+        deterministic(r.sample_begin * per_sample, (r.sample_end - r.sample_begin) * per_sample);
       } else {
-        for (std::size_t s = r.sample_begin; s < r.sample_end; ++s) {
-          const std::size_t begin = s * per_sample + r.element_begin;
-          fused_step_kernel(xs + begin, ms + begin, width, a, b);
-        }
+        for (std::size_t s = r.sample_begin; s < r.sample_end; ++s)
+          deterministic(s * per_sample + r.element_begin, width);
       }
       return;
     }
@@ -104,7 +109,11 @@ void apply_step_range(const affine_step& c, T* xs, const T* ms, std::size_t per_
         for (std::size_t j = r.element_begin; j < r.element_end; j += noise_block) {
           const std::size_t len = std::min(noise_block, r.element_end - j);
           draw_noise<T>(noise, std::span<T>(z.data(), len), noise_position{s, step_index, j});
-          fused_noisy_step_kernel(xs + s * per_sample + j, ms + s * per_sample + j, z.data(), len, a, b, zs);
+          const std::size_t k = s * per_sample + j;
+          if (x0_out == nullptr)
+            fused_noisy_step_kernel(xs + k, ms + k, z.data(), len, a, b, zs);
+          else
+            fused_noisy_step_x0_kernel(xs + k, ms + k, z.data(), x0_out + k, len, a, b, zs, px, pm);
         }
       }
     }
@@ -170,6 +179,7 @@ std::size_t check_step_arguments(const char* fn, std::span<T> x, std::span<const
   using noise_t = std::remove_cvref_t<Noise>;
   static_assert(std::is_same_v<noise_t, no_noise> || NoiseSource<noise_t, T>,
                 "skipstep::apply_step: noise must be callable as noise(std::span<T>, noise_position), or no_noise");
+  processing.validate(fn);
   if (x.empty()) throw_invalid(fn, "x.size()", "must be > 0", x.size());
   check_same_size(fn, x, model.size(), "model.size()");
   if (!x0_out.empty()) check_same_size(fn, x, x0_out.size(), "x0_out.size()");

@@ -17,14 +17,17 @@ namespace skipstep {
 ///   x_prev = √ā_prev·x̂0 + √(1 − ā_prev − σ²)·ε̂ + σ_z·z,
 /// with x̂0, ε̂ from the prediction type (prediction_coefficients_at) and σ, σ_z from the sigma policy. The radicand
 /// is clamped at 0 against rounding only: a σ with σ² > 1 − ā_prev is rejected by the policy check. With
-/// use_clipped_model_output, ε̂ = (x − √ā_t·x̂0)/√(1 − ā_t). The same formula with ā_prev < ā_t and σ = 0 is the
+/// use_clipped_model_output, ε̂ = (x − √ā_t·x̂0)/√(1 − ā_t). σ must be valid (detail::check_sigma_choice): a NaN,
+/// negative or too large σ or noise std throws std::domain_error naming ddim_step. The same formula with ā_prev < ā_t and σ = 0 is the
 /// DDIM inversion step (Song et al. 2021 §4.3; diffusers DDIMInverseScheduler.step).
 [[nodiscard]] inline affine_step ddim_step(prediction_type kind, double alpha_cumprod_t, double alpha_cumprod_prev,
                                            sigma_choice sigma = {}) {
+  constexpr const char* fn = "ddim_step";
   if (!(alpha_cumprod_prev >= 0.0 && alpha_cumprod_prev <= 1.0))
-    detail::throw_invalid("ddim_step", "alpha_cumprod_prev", "must be in [0, 1]", alpha_cumprod_prev);
+    detail::throw_invalid(fn, "alpha_cumprod_prev", "must be in [0, 1]", alpha_cumprod_prev);
   affine_step c;
-  c.pred = prediction_coefficients_at(kind, alpha_cumprod_t);
+  c.pred = detail::prediction_coefficients_for(fn, "alpha_cumprod_t", kind, alpha_cumprod_t);
+  detail::check_sigma_choice(fn, "sigma.sigma", "sigma.noise_std", sigma, alpha_cumprod_prev);
   c.x0_weight = std::sqrt(alpha_cumprod_prev);
   c.eps_weight = std::sqrt(std::max(0.0, 1.0 - alpha_cumprod_prev - sigma.sigma * sigma.sigma));
   c.noise_std = sigma.noise_std;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <span>
+#include <string>
 #include <string_view>
 #include <type_traits>
 
@@ -65,6 +66,16 @@ enum class variance_type {
   return "unknown";
 }
 
+namespace detail {
+
+/// A variance type for an error message: its diffusers name, or "variance_type(17)" for a value outside the enum.
+[[nodiscard]] inline std::string describe_variance_type(variance_type type) {
+  const std::string name = variance_type_name(type);
+  return name != "unknown" ? name : "variance_type(" + std::to_string(static_cast<int>(type)) + ")";
+}
+
+}  // namespace detail
+
 /// Posterior q(x_s | x_k, x0) = N(x0_coeff·x0 + sample_coeff·x_k, posterior_variance) for levels ā_k < ā_s:
 ///   α = ā_k/ā_s, β = 1 − α, x0_coeff = √ā_s·β/(1−ā_k), sample_coeff = √α·(1−ā_s)/(1−ā_k),
 ///   posterior_variance = max((1−ā_s)/(1−ā_k)·β, 1e-20) (Ho et al. 2020 eq. 7; diffusers DDPMScheduler.step
@@ -73,11 +84,17 @@ struct ddpm_posterior {
   double x0_coeff = 0.0;            ///< coefficient of x0 in the posterior mean.
   double sample_coeff = 0.0;        ///< coefficient of x_k in the posterior mean.
   double posterior_variance = 0.0;  ///< β̃, the posterior variance ("fixed_small"), floored at 1e-20.
-  double beta = 0.0;                ///< 1 − ā_k/ā_s, the "fixed_large" variance.
+  double beta = 0.0;                ///< 1 − ā_k/ā_s, the "fixed_large" variance; 0 for equal levels.
+
+  /// True for the six diffusers variance types (false for a value cast from outside the enum).
+  [[nodiscard]] static constexpr bool is_known(variance_type type) noexcept {
+    return static_cast<int>(type) >= 0 && static_cast<int>(type) <= static_cast<int>(variance_type::learned_range);
+  }
 
   /// The std of the added noise for a fixed variance type (not learned/learned_range, which need the model).
   /// fixed_large_log is computed correctly as exp(½·log β) (diffusers takes √ of a log here and gets NaN).
   [[nodiscard]] double noise_std(variance_type type) const {
+    if (beta == 0.0 && is_known(type)) return 0.0;  // equal levels: an identity step, no noise (not √1e-20)
     switch (type) {
       case variance_type::fixed_small:
         return std::sqrt(posterior_variance);
@@ -91,13 +108,17 @@ struct ddpm_posterior {
       case variance_type::learned_range:
         break;
     }
-    detail::throw_invalid("ddpm_posterior::noise_std", "type",
-                          "needs the model's variance output (learned types)", variance_type_name(type));
+    if (type == variance_type::learned || type == variance_type::learned_range)
+      detail::throw_invalid("ddpm_posterior::noise_std", "type",
+                            "needs the model's variance output (learned types)", variance_type_name(type));
+    detail::throw_invalid("ddpm_posterior::noise_std", "type", "is not a variance_type value",
+                          detail::describe_variance_type(type));
   }
 
   /// The std for a learned variance type given the model's value v at one element: learned: √v;
   /// learned_range: exp(½·(frac·log β + (1−frac)·log β̃)), frac = (v+1)/2.
   [[nodiscard]] double learned_noise_std(variance_type type, double v) const {
+    if (beta == 0.0) return 0.0;  // equal levels: an identity step
     if (type == variance_type::learned)
       return std::sqrt(std::max(v, 0.0));
     const double frac = (v + 1.0) / 2.0;
@@ -107,19 +128,28 @@ struct ddpm_posterior {
   }
 };
 
-/// The posterior between levels ā_k (alpha_cumprod_t) and ā_s (alpha_cumprod_prev ≥ ā_k). Requires ā_k < 1.
+/// The posterior between levels ā_k (alpha_cumprod_t) and ā_s (alpha_cumprod_prev ≥ ā_k). Requires ā_k < 1, except
+/// for two equal levels (also ā = 1 twice, a schedule whose first β round ā to 1): that is the identity step,
+/// x_s = x_k with β = 0 and no noise.
 [[nodiscard]] inline ddpm_posterior ddpm_posterior_at(double alpha_cumprod_t, double alpha_cumprod_prev) {
-  if (!(alpha_cumprod_t >= 0.0 && alpha_cumprod_t < 1.0))
-    detail::throw_invalid("ddpm_posterior_at", "alpha_cumprod_t", "must be in [0, 1)", alpha_cumprod_t);
+  constexpr const char* fn = "ddpm_posterior_at";
+  if (!(alpha_cumprod_t >= 0.0 && alpha_cumprod_t <= 1.0))
+    detail::throw_invalid(fn, "alpha_cumprod_t", "must be in [0, 1]", alpha_cumprod_t);
   if (!(alpha_cumprod_prev >= alpha_cumprod_t && alpha_cumprod_prev <= 1.0))
-    detail::throw_invalid("ddpm_posterior_at", "alpha_cumprod_prev", "must be in [alpha_cumprod_t, 1]",
-                          alpha_cumprod_prev);
+    detail::throw_invalid(fn, "alpha_cumprod_prev", "must be in [alpha_cumprod_t, 1]", alpha_cumprod_prev);
   ddpm_posterior p;
+  if (alpha_cumprod_t == alpha_cumprod_prev) {
+    // Equal levels (ā = 0 twice with T = 1 and zero terminal SNR, ā = 1 twice after β that round away): identity.
+    p.sample_coeff = 1.0;
+    p.posterior_variance = 1e-20;  // diffusers' floor, kept for learned_range's log; the std is 0 (beta == 0)
+    return p;
+  }
+  if (alpha_cumprod_t == 1.0)
+    detail::throw_invalid(fn, "alpha_cumprod_t", "must be < 1 unless alpha_cumprod_prev equals it",
+                          alpha_cumprod_t);
   const double beta_prod_t = 1.0 - alpha_cumprod_t;
   const double beta_prod_prev = 1.0 - alpha_cumprod_prev;
-  // Equal levels (also ā = 0 twice, e.g. T = 1 with zero terminal SNR) are an identity step, not 0/0.
-  const double current_alpha =
-      alpha_cumprod_t == alpha_cumprod_prev ? 1.0 : alpha_cumprod_t / alpha_cumprod_prev;
+  const double current_alpha = alpha_cumprod_t / alpha_cumprod_prev;
   p.beta = 1.0 - current_alpha;
   p.x0_coeff = (std::sqrt(alpha_cumprod_prev) * p.beta) / beta_prod_t;
   p.sample_coeff = std::sqrt(current_alpha) * beta_prod_prev / beta_prod_t;
@@ -133,14 +163,22 @@ struct ddpm_posterior {
 [[nodiscard]] inline affine_step ddpm_step(prediction_type kind, double alpha_cumprod_t,
                                            double alpha_cumprod_prev, variance_type type,
                                            bool add_noise = true) {
-  const ddpm_posterior p = ddpm_posterior_at(alpha_cumprod_t, alpha_cumprod_prev);
+  constexpr const char* fn = "ddpm_step";
+  if (!ddpm_posterior::is_known(type))
+    detail::throw_invalid(fn, "type", "is not a variance_type value", detail::describe_variance_type(type));
+  const ddpm_posterior p = detail::with_context("skipstep::ddpm_step", [&] {
+    return ddpm_posterior_at(alpha_cumprod_t, alpha_cumprod_prev);
+  });
   affine_step c;
-  c.pred = prediction_coefficients_at(kind, alpha_cumprod_t);
+  // The identity step between equal levels never reads x̂0's map; sample prediction at ā = 1 has none.
+  c.pred = (p.beta == 0.0 && kind == prediction_type::sample && alpha_cumprod_t == 1.0)
+               ? prediction_coefficients{0.0, 1.0, 0.0, 0.0}
+               : detail::prediction_coefficients_for(fn, "alpha_cumprod_t", kind, alpha_cumprod_t);
   c.x0_weight = p.x0_coeff;
   c.sample_weight = p.sample_coeff;
   const bool learned = type == variance_type::learned || type == variance_type::learned_range;
   c.noise_std = (add_noise && !learned) ? p.noise_std(type) : 0.0;
-  if (add_noise && learned)
+  if (add_noise && learned && p.beta != 0.0)
     c.noise_std = 1.0;  // scaled per element by apply_ddpm_learned_step
   return c;
 }
@@ -156,7 +194,7 @@ void apply_ddpm_learned_step(prediction_type kind, double alpha_cumprod_t, doubl
                              bool add_noise = true, std::span<T> x0_out = {}, std::span<T> scratch = {}) {
   if (type != variance_type::learned && type != variance_type::learned_range)
     detail::throw_invalid("apply_ddpm_learned_step", "type", "must be learned or learned_range",
-                          variance_type_name(type));
+                          detail::describe_variance_type(type));
   detail::check_same_size("apply_ddpm_learned_step", x, model_variance.size(), "model_variance.size()");
   const ddpm_posterior p = ddpm_posterior_at(alpha_cumprod_t, alpha_cumprod_prev);
   const affine_step c = ddpm_step(kind, alpha_cumprod_t, alpha_cumprod_prev, type, add_noise);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <type_traits>
 
 #include "skipstep/detail/error.hpp"
 
@@ -49,6 +50,49 @@ void draw_noise(S& source, std::span<T> out, noise_position at) {
 
 /// Marker for "this step draws no noise".
 struct no_noise {};
+
+/// A counter-based generator that publishes its address limits (static max_steps and max_elements, as
+/// philox_normal does): once a sampler has checked a run against them, its draws cannot fail.
+template <class S, class T>
+concept BoundedCounterBasedGenerator = CounterBasedNormalGenerator<S, T> && requires {
+  { S::max_steps } -> std::convertible_to<std::uint64_t>;
+  { S::max_elements } -> std::convertible_to<std::uint64_t>;
+};
+
+/// True when drawing from S cannot throw (no_noise, a noexcept callable, or a bounded counter-based generator
+/// after its limits were checked). A sampler draws such noise inside the fused pass; any other source is drawn
+/// into the workspace before the step touches x, so that an exception leaves x at the last completed step.
+template <class S, class T>
+inline constexpr bool draws_cannot_throw =
+    std::is_same_v<S, no_noise> || std::is_nothrow_invocable_v<S&, std::span<T>, noise_position> ||
+    BoundedCounterBasedGenerator<S, T>;
+
+namespace detail {
+
+/// Fills `buffer` (num_samples equal samples) with the step's noise, asking `source` for exactly the blocks the
+/// step kernels ask for (per sample, blocks of noise_block elements from element 0), so that the values equal
+/// those of drawing inside the pass.
+template <class T, class S>
+void predraw_noise(S& source, std::span<T> buffer, std::size_t num_samples, std::size_t step,
+                   std::size_t block) {
+  const std::size_t per = buffer.size() / num_samples;
+  for (std::size_t s = 0; s < num_samples; ++s)
+    for (std::size_t j = 0; j < per; j += block)
+      draw_noise<T>(source, buffer.subspan(s * per + j, std::min(block, per - j)), noise_position{s, step, j});
+}
+
+/// Serves blocks of noise already drawn into a buffer of num_samples equal samples (see predraw_noise).
+template <class T>
+struct buffered_noise {
+  const T* values = nullptr;   ///< the whole step's noise.
+  std::size_t per_sample = 0;  ///< elements per sample.
+  void operator()(std::span<T> out, noise_position at) const noexcept {
+    std::copy_n(values + static_cast<std::size_t>(at.sample) * per_sample + static_cast<std::size_t>(at.first_element),
+                out.size(), out.begin());
+  }
+};
+
+}  // namespace detail
 
 /// Noise the caller already holds: one tensor of the sample's full size (all samples, row-major by sample) for the
 /// current step. Used to replay recorded noise (e.g. diffusers' reference runs) or a caller's own generator.

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -67,14 +68,14 @@ struct larger_variance {
   }
 };
 
-/// A per-step list of σ values, σ_i for step i (e.g. tuned offline). Its size must equal the number of steps.
+/// A per-step list of σ values, σ_i for step i (e.g. tuned offline). Its size must equal the number of steps N.
 struct sigma_list {
   std::vector<double> values;  ///< σ_i for step i.
-  /// values[c.step_index]; throws std::invalid_argument past the end of the list.
+  /// values[c.step_index]; throws std::invalid_argument unless values.size() equals c.num_steps.
   [[nodiscard]] double operator()(const step_context& c) const {
-    if (c.step_index >= values.size())
-      detail::throw_invalid("sigma_list", "values.size()",
-                            "must cover step index " + std::to_string(c.step_index), values.size());
+    if (values.size() != c.num_steps)
+      detail::throw_invalid("sigma_list", "sigma_list.values.size()",
+                            "must equal the number of steps N = " + std::to_string(c.num_steps), values.size());
     return values[c.step_index];
   }
 };
@@ -87,8 +88,23 @@ concept SigmaPolicy = std::invocable<const P&, const step_context&> &&
 
 namespace detail {
 
-/// Evaluates a policy and validates its answer: σ and the noise std finite and ≥ 0, σ² ≤ 1 − ā_s (up to a
-/// relative 1e-12 of rounding, which is clamped). Throws std::domain_error naming the step and the value.
+/// Validates the σ and the noise std of one step that lands on level ā_s = alpha_cumprod_prev: both finite and
+/// ≥ 0, and σ² ≤ 1 − ā_s (the radicand of DDIM's direction term, Song et al. 2021 eq. 12), up to a relative 1e-12
+/// of rounding (which the step clamps). Throws std::domain_error naming `function`, the field and the value.
+inline void check_sigma_choice(std::string_view function, std::string_view sigma_name, std::string_view noise_name,
+                               const sigma_choice& s, double alpha_cumprod_prev) {
+  if (!(s.sigma >= 0.0) || !std::isfinite(s.sigma))
+    throw_domain(function, sigma_name, "must be finite and >= 0", s.sigma);
+  if (!(s.noise_std >= 0.0) || !std::isfinite(s.noise_std))
+    throw_domain(function, noise_name, "must be finite and >= 0", s.noise_std);
+  const double room = 1.0 - alpha_cumprod_prev;
+  if (s.sigma * s.sigma > room * (1.0 + 1e-12) + 1e-300)
+    throw_domain(function, sigma_name, "must satisfy sigma^2 <= 1 - alpha_cumprod_prev = " + format_value(room),
+                 s.sigma);
+}
+
+/// Evaluates a policy and validates its answer with check_sigma_choice. Throws std::domain_error naming the
+/// policy's field and the value (the sampler puts its own name, the step and the timestep in front).
 template <SigmaPolicy P>
 [[nodiscard]] sigma_choice evaluate_sigma(const P& policy, const step_context& c) {
   sigma_choice s;
@@ -99,15 +115,9 @@ template <SigmaPolicy P>
     const double v = static_cast<double>(policy(c));
     s = {v, v};
   }
-  const std::string where = "sigma policy at step " + std::to_string(c.step_index) + " (t = " +
-                            std::to_string(c.timestep) + ")";
-  if (!(s.sigma >= 0.0) || !std::isfinite(s.sigma)) throw_domain(where, "sigma", "must be finite and >= 0", s.sigma);
-  if (!(s.noise_std >= 0.0) || !std::isfinite(s.noise_std))
-    throw_domain(where, "noise_std", "must be finite and >= 0", s.noise_std);
-  const double room = 1.0 - c.alpha_cumprod_prev;
-  if (s.sigma * s.sigma > room * (1.0 + 1e-12) + 1e-300)
-    throw_domain(where, "sigma",
-                 "must satisfy sigma^2 <= 1 - alpha_cumprod_prev = " + format_value(room), s.sigma);
+  const std::string where =
+      "sigma policy at step " + std::to_string(c.step_index) + " (t = " + std::to_string(c.timestep) + ")";
+  check_sigma_choice(where, "sigma policy's sigma", "sigma policy's noise_std", s, c.alpha_cumprod_prev);
   return s;
 }
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstddef>
 #include <span>
+#include <string_view>
 
 #include "skipstep/detail/error.hpp"
 
@@ -56,6 +57,30 @@ struct x0_processing {
     x0_processing p = *this;
     p.use_clipped_model_output = on;
     return p;
+  }
+
+  /// Checks the fields (they are public, so a caller may have set them directly instead of through the factories):
+  /// a known mode; for clip, a finite clip_range > 0; for thresholding, a ratio in (0, 1] and a finite
+  /// sample_max_value > 0. Throws std::invalid_argument naming `function` (the caller's entry point), the field and
+  /// the value. Samplers check at construction, apply_step and parallel_apply_step on every call.
+  void validate(std::string_view function) const {
+    switch (mode) {
+      case kind::none:
+        return;
+      case kind::clip:
+        if (!(clip_range > 0.0) || !std::isfinite(clip_range))
+          detail::throw_invalid(function, "processing.clip_range", "must be finite and > 0", clip_range);
+        return;
+      case kind::dynamic_threshold:
+        if (!(dynamic_thresholding_ratio > 0.0 && dynamic_thresholding_ratio <= 1.0))
+          detail::throw_invalid(function, "processing.dynamic_thresholding_ratio", "must be in (0, 1]",
+                                dynamic_thresholding_ratio);
+        if (!(sample_max_value > 0.0) || !std::isfinite(sample_max_value))
+          detail::throw_invalid(function, "processing.sample_max_value", "must be finite and > 0",
+                                sample_max_value);
+        return;
+    }
+    detail::throw_invalid(function, "processing.mode", "is not an x0_processing::kind value", static_cast<int>(mode));
   }
 
   /// True when the step cannot use the fused a·x + b·m form.
