@@ -27,52 +27,13 @@
 #include <string>
 #include <vector>
 
+#include "reference_data.hpp"
 #include "skipstep/sampler.hpp"
 
-namespace fs = std::filesystem;
-using json = nlohmann::json;
 using namespace skipstep;
+using namespace skipstep_reference;
 
 namespace {
-
-#ifndef SKIPSTEP_DEFAULT_REFERENCE_DIR
-#define SKIPSTEP_DEFAULT_REFERENCE_DIR "tests/data/diffusers"
-#endif
-
-fs::path reference_dir() {
-  if (const char* env = std::getenv("SKIPSTEP_REFERENCE_DIR"); env && *env) return env;
-  return SKIPSTEP_DEFAULT_REFERENCE_DIR;
-}
-
-/// The scheduler classes this runner replays; cases of other classes are skipped and counted.
-const std::set<std::string>& implemented_classes() {
-  static const std::set<std::string> classes{"DDIMScheduler", "DDPMScheduler", "DDIMInverseScheduler"};
-  return classes;
-}
-
-json load(const fs::path& p) {
-  std::ifstream in(p);
-  REQUIRE(in.good());
-  return json::parse(in);
-}
-
-double number(const json& v) {
-  if (v.is_string()) {
-    const auto s = v.get<std::string>();
-    if (s == "nan") return std::nan("");
-    if (s == "inf") return INFINITY;
-    if (s == "-inf") return -INFINITY;
-    FAIL("unexpected string number " << s);
-  }
-  return v.get<double>();
-}
-
-std::vector<double> tensor(const json& v) {
-  std::vector<double> out;
-  out.reserve(v.size());
-  for (const auto& e : v) out.push_back(number(e));
-  return out;
-}
 
 /// The README's portable generator "splitmix64-irwinhall12/1".
 std::vector<double> portable_draw(std::uint64_t seed, std::uint32_t draw, std::size_t n) {
@@ -125,23 +86,6 @@ double rel_dev(const std::vector<double>& a, const std::vector<double>& b) {
 
 bool all_finite(const std::vector<double>& v) {
   return std::all_of(v.begin(), v.end(), [](double e) { return std::isfinite(e); });
-}
-
-noise_schedule<double> schedule_from_config(const json& cfg) {
-  const auto T = cfg.at("num_train_timesteps").get<std::size_t>();
-  noise_schedule<double> s = [&] {
-    if (cfg.contains("trained_betas") && !cfg.at("trained_betas").is_null())
-      return noise_schedule<double>::from_betas(tensor(cfg.at("trained_betas")));
-    const auto kind = cfg.at("beta_schedule").get<std::string>();
-    const double b0 = cfg.at("beta_start").get<double>(), b1 = cfg.at("beta_end").get<double>();
-    if (kind == "linear") return noise_schedule<double>::linear(T, b0, b1);
-    if (kind == "scaled_linear") return noise_schedule<double>::scaled_linear(T, b0, b1);
-    if (kind == "squaredcos_cap_v2") return noise_schedule<double>::cosine(T);
-    FAIL("unknown beta_schedule " << kind);
-    return noise_schedule<double>::linear(T);
-  }();
-  if (cfg.value("rescale_betas_zero_snr", false)) s = s.rescale_zero_terminal_snr();
-  return s;
 }
 
 /// diffusers' timestep list rebuilt with skipstep's factories (N from set_timesteps, or custom, or the full chain).
