@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "reference_data.hpp"
+#include "skipstep/schedule/flow_grid.hpp"
 #include "skipstep/schedule/sigma_grid.hpp"
 
 using namespace skipstep;
@@ -171,4 +172,80 @@ TEST_CASE("sigma grids reject bad options and validate caller-given grids", "[gr
     CHECK(detail::beta_quantile(1.0 - p, 0.6, 0.6) == Approx(1.0 - x).epsilon(1e-12).margin(1e-15));
   }
   CHECK(detail::incomplete_beta(0.3, 1.0, 1.0) == Approx(0.3).epsilon(1e-14));  // Beta(1, 1) is uniform
+}
+
+TEST_CASE("flow grids equal diffusers' FlowMatchEulerDiscrete sigmas and timesteps", "[reference][grid]") {
+  // diffusers computes the levels in float64 from float32 ends (s_min = float32(shift(1/T))) and rounds them to
+  // float32: each level within 2 float32 ulps of its own value (the second shift keeps relative errors: its
+  // derivative k/(1 + (k−1)s)² times s over s' is at most 1); inverted levels 1 − s carry s's absolute error. The
+  // bound is 4× that: 8 ulps of s (of 1 for inverted grids); model times s·T add their own rounding.
+  int checked = 0;
+  double worst = 0.0;
+  for (const fs::path& file : case_files()) {
+    const json c = load(file);
+    if (c.at("scheduler_class") != "FlowMatchEulerDiscreteScheduler" || c.at("group") == "error" ||
+        c.at("group") == "torch_generator")
+      continue;
+    INFO("case " << c.at("case").get<std::string>());
+    const json& cfg = c.at("config");
+    const json& st = c.at("set_timesteps_kwargs");
+    if (!st.is_object() || st.contains("timesteps")) continue;  // caller-given model times: not a grid rule
+    flow_grid_options o;
+    o.num_train_timesteps = cfg.at("num_train_timesteps").get<std::size_t>();
+    o.shift = cfg.value("shift", 1.0);
+    o.use_dynamic_shifting = cfg.value("use_dynamic_shifting", false);
+    if (st.contains("mu") && !st.at("mu").is_null()) o.mu = st.at("mu").get<double>();
+    o.shift_type = cfg.value("time_shift_type", std::string("exponential")) == "linear" ? time_shift::linear
+                                                                                          : time_shift::exponential;
+    if (cfg.contains("shift_terminal") && !cfg.at("shift_terminal").is_null())
+      o.shift_terminal = cfg.at("shift_terminal").get<double>();
+    if (cfg.value("use_karras_sigmas", false)) o.levels = sigma_spacing::karras;
+    if (cfg.value("use_exponential_sigmas", false)) o.levels = sigma_spacing::exponential;
+    if (cfg.value("use_beta_sigmas", false)) o.levels = sigma_spacing::beta;
+    o.invert = cfg.value("invert_sigmas", false);
+    const sigma_grid g = st.contains("sigmas") && !st.at("sigmas").is_null()
+                             ? flow_grid_from_levels(tensor(st.at("sigmas")), o)
+                             : make_flow_grid(st.at("num_inference_steps").get<std::size_t>(), o);
+    const auto levels = tensor(c.at("sigmas")), times = tensor(c.at("timesteps"));
+    REQUIRE(g.sigmas.size() == levels.size());
+    REQUIRE(g.timesteps.size() == times.size());
+    const double big_t = static_cast<double>(o.num_train_timesteps);
+    for (std::size_t i = 0; i < levels.size(); ++i) {
+      const double bound = 8.0 * float32_ulp * (o.invert ? 1.0 : levels[i]) + 1e-300;
+      worst = std::max(worst, std::abs(g.sigmas[i] - levels[i]) / bound);
+      CHECK(std::abs(g.sigmas[i] - levels[i]) <= bound);
+      if (i < times.size()) {
+        const double tb = bound * big_t + ulp32(times[i]);
+        worst = std::max(worst, std::abs(g.timesteps[i] - times[i]) / tb);
+        CHECK(std::abs(g.timesteps[i] - times[i]) <= tb);
+      }
+    }
+    ++checked;
+  }
+  std::cout << "flow grid FlowMatchEulerDiscreteScheduler: " << checked << " cases, worst deviation / bound " << worst
+            << '\n';
+  CHECK(checked > 0);
+}
+
+TEST_CASE("flow grids reject bad options", "[grid][errors]") {
+  flow_grid_options o;
+  o.shift = 0.0;
+  CHECK_THROWS_WITH(make_flow_grid(10, o), Catch::Contains("make_flow_grid") && Catch::Contains("options.shift") &&
+                                               Catch::Contains("(got 0)"));
+  o = {};
+  o.use_dynamic_shifting = true;
+  CHECK_THROWS_WITH(make_flow_grid(10, o), Catch::Contains("options.mu") && Catch::Contains("use_dynamic_shifting"));
+  o.mu = std::nan("");
+  CHECK_THROWS_WITH(make_flow_grid(10, o), Catch::Contains("options.mu") && Catch::Contains("nan"));
+  o = {};
+  o.shift_terminal = 1.5;
+  CHECK_THROWS_WITH(make_flow_grid(10, o), Catch::Contains("shift_terminal") && Catch::Contains("(got 1.5)"));
+  const std::vector<double> rising{0.5, 0.7};
+  CHECK_THROWS_WITH(flow_grid_from_levels(rising), Catch::Contains("flow_grid_from_levels") &&
+                                                       Catch::Contains("levels[1]") && Catch::Contains("(got 0.7)"));
+  CHECK_THROWS_WITH(make_flow_grid(0), Catch::Contains("num_steps"));
+  // Shift identities: k = 1 is the identity, and the shift maps (0, 1) into (0, 1) monotonically.
+  CHECK(shift_level(0.37, 1.0) == Approx(0.37).epsilon(1e-15));
+  CHECK(shift_level(0.2, 3.0) < shift_level(0.3, 3.0));
+  CHECK(dynamic_shift_level(0.5, 0.0, time_shift::exponential) == Approx(0.5).epsilon(1e-15));
 }

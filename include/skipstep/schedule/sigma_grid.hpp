@@ -161,6 +161,40 @@ namespace detail {
   return table[i] + w * (table[i + 1] - table[i]);
 }
 
+/// The N levels of a ramped spacing (karras, exponential, beta) from sigma_max down to sigma_min (see
+/// sigma_spacing); `function` names the caller in errors.
+[[nodiscard]] inline std::vector<double> spaced_levels(std::string_view function, const sigma_grid_options& options,
+                                                       double sigma_min, double sigma_max, std::size_t num_steps) {
+  if (!(sigma_min < sigma_max || num_steps == 1))
+    throw_invalid(function, "options.sigma_min", "must be below sigma_max = " + format_value(sigma_max), sigma_min);
+  const auto ramp = [&](std::size_t i) {
+    return num_steps == 1 ? 0.0 : static_cast<double>(i) / static_cast<double>(num_steps - 1);
+  };
+  std::vector<double> levels(num_steps);
+  switch (options.levels) {
+    case sigma_spacing::karras: {
+      if (!(options.rho > 0.0) || !std::isfinite(options.rho))
+        throw_invalid(function, "options.rho", "must be finite and > 0", options.rho);
+      const double min_inv = std::pow(sigma_min, 1.0 / options.rho), max_inv = std::pow(sigma_max, 1.0 / options.rho);
+      for (std::size_t i = 0; i < num_steps; ++i)
+        levels[i] = std::pow(max_inv + ramp(i) * (min_inv - max_inv), options.rho);
+      return levels;
+    }
+    case sigma_spacing::exponential:
+      for (std::size_t i = 0; i < num_steps; ++i)
+        levels[i] = std::exp(std::log(sigma_max) + ramp(i) * (std::log(sigma_min) - std::log(sigma_max)));
+      return levels;
+    case sigma_spacing::beta:
+      if (!(options.beta_a > 0.0 && options.beta_b > 0.0) || !std::isfinite(options.beta_a + options.beta_b))
+        throw_invalid(function, "options.beta_a / beta_b", "must be finite and > 0", options.beta_a);
+      for (std::size_t i = 0; i < num_steps; ++i)
+        levels[i] = sigma_min + beta_quantile(1.0 - ramp(i), options.beta_a, options.beta_b) * (sigma_max - sigma_min);
+      return levels;
+    default:
+      throw_invalid(function, "options.levels", "is not a ramped sigma_spacing value", static_cast<int>(options.levels));
+  }
+}
+
 }  // namespace detail
 
 /// The model times of `spacing` for N steps of a T-step schedule, as diffusers' σ-space schedulers compute them
@@ -257,13 +291,6 @@ template <class Real>
   };
   const double sigma_min = bound(options.sigma_min, levels.back(), "options.sigma_min");
   const double sigma_max = bound(options.sigma_max, levels.front(), "options.sigma_max");
-  if (options.levels != sigma_spacing::interpolated && options.levels != sigma_spacing::log_linear &&
-      !(sigma_min < sigma_max || num_steps == 1))
-    detail::throw_invalid(fn, "options.sigma_min", "must be below sigma_max = " + detail::format_value(sigma_max),
-                          sigma_min);
-  const auto ramp = [&](std::size_t i) {
-    return num_steps == 1 ? 0.0 : static_cast<double>(i) / static_cast<double>(num_steps - 1);
-  };
   bool times_from_levels = true;
   switch (options.levels) {
     case sigma_spacing::interpolated:
@@ -277,25 +304,8 @@ template <class Real>
       times_from_levels = false;
       break;
     }
-    case sigma_spacing::karras: {
-      if (!(options.rho > 0.0) || !std::isfinite(options.rho))
-        detail::throw_invalid(fn, "options.rho", "must be finite and > 0", options.rho);
-      const double min_inv = std::pow(sigma_min, 1.0 / options.rho), max_inv = std::pow(sigma_max, 1.0 / options.rho);
-      for (std::size_t i = 0; i < num_steps; ++i) levels[i] = std::pow(max_inv + ramp(i) * (min_inv - max_inv), options.rho);
-      break;
-    }
-    case sigma_spacing::exponential:
-      for (std::size_t i = 0; i < num_steps; ++i)
-        levels[i] = std::exp(std::log(sigma_max) + ramp(i) * (std::log(sigma_min) - std::log(sigma_max)));
-      break;
-    case sigma_spacing::beta:
-      if (!(options.beta_a > 0.0 && options.beta_b > 0.0) || !std::isfinite(options.beta_a + options.beta_b))
-        detail::throw_invalid(fn, "options.beta_a / beta_b", "must be finite and > 0", options.beta_a);
-      for (std::size_t i = 0; i < num_steps; ++i)
-        levels[i] = sigma_min + detail::beta_quantile(1.0 - ramp(i), options.beta_a, options.beta_b) * (sigma_max - sigma_min);
-      break;
     default:
-      detail::throw_invalid(fn, "options.levels", "is not a sigma_spacing value", static_cast<int>(options.levels));
+      levels = detail::spaced_levels(fn, options, sigma_min, sigma_max, num_steps);
   }
   if (times_from_levels)
     for (std::size_t i = 0; i < num_steps; ++i) g.timesteps[i] = sigma_to_timestep(table, levels[i]);
