@@ -222,11 +222,11 @@ TEST_CASE("float tensors run the same kernels", "[backend]") {
   for (int i = 0; i < 64; ++i) REQUIRE(std::abs(xf[i] - xd[static_cast<std::size_t>(i)]) <= 1e-4 * (1 + std::abs(xd[static_cast<std::size_t>(i)])));
 }
 
-// --- strided views (reliability issue: backend contiguity)
-// ---------------------------------------------------------- Every view is either accepted and exactly right
-// (the sampler writes the caller's cells and nothing else) or rejected with an exception naming the trait and
-// the strides. A view whose inner dimension has extent 1 (a row of a column-major matrix, a column of a
-// row-major one) is the case a check on the inner stride alone gets wrong.
+// --- strided views (reliability issue: backend contiguity) -------------------------------------------------
+// Every view is either accepted and exactly right (the sampler writes the caller's cells and nothing else) or
+// rejected with an exception naming the trait and the strides. A view whose inner dimension has extent 1 (a
+// row of a column-major matrix, a column of a row-major one) is the case a check on the inner stride alone
+// gets wrong.
 namespace {
 
 /// A predictor written once for every view type: reads the sample through its tensor trait.
@@ -397,4 +397,79 @@ TEST_CASE("Eigen::TensorMap over part of a buffer is accepted and exact; a tenso
     REQUIRE(buffer[i] == (i >= 6 && i < 18 ? expected[i - 6] : before[i]));
   const Eigen::array<Eigen::Index, 2> offsets{1, 1}, extents{2, 2};
   static_assert(!ReadableTensor<decltype(map.slice(offsets, extents))>);
+}
+
+// --- Eigen::Ref (reliability issue: API gap) ---------------------------------------------------------------
+// Ref is how Eigen code passes writable blocks; sampling into one must update the referenced matrix in place.
+namespace {
+
+/// A function an Eigen user writes: takes a Ref and samples into it.
+void denoise_in_place(Eigen::Ref<Eigen::VectorXf> x) {
+  view_sampler().sample(view_model{}, x, philox_normal(11));
+}
+
+}  // namespace
+
+TEST_CASE("Eigen::Ref: sampling into a Ref of a column block updates the matrix in place, bit for bit",
+          "[backend][ref]") {
+  static_assert(Tensor<Eigen::Ref<Eigen::VectorXf>> && Tensor<Eigen::Ref<Eigen::MatrixXf>> &&
+                Tensor<Eigen::Ref<Eigen::ArrayXf>> && Tensor<Eigen::Ref<Eigen::ArrayXXf>>);
+  static_assert(ReadableTensor<Eigen::Ref<const Eigen::VectorXf>> &&
+                !Tensor<Eigen::Ref<const Eigen::VectorXf>>);
+  SECTION("Ref<VectorXf> of m.col(2), through a function taking a Ref") {
+    Eigen::MatrixXf m = distinct_col_major();
+    const Eigen::MatrixXf before = m;
+    const Eigen::VectorXf column = m.col(2);
+    const auto expected = plain_result(std::vector<float>(column.data(), column.data() + column.size()));
+    denoise_in_place(m.col(2));
+    for (Eigen::Index i = 0; i < m.rows(); ++i)
+      REQUIRE(m(i, 2) == expected[static_cast<std::size_t>(i)]);
+    REQUIRE(m.leftCols(2) == before.leftCols(2));
+    REQUIRE(m.rightCols(1) == before.rightCols(1));
+  }
+  SECTION("Ref<MatrixXf> of whole columns, Ref<ArrayXf> of an array column") {
+    Eigen::MatrixXf m = distinct_col_major();
+    Eigen::Ref<Eigen::MatrixXf> cols12 = m.middleCols(1, 2);
+    check_sampled_exactly(cols12, m, [](Eigen::Index, Eigen::Index j) { return j == 1 || j == 2; });
+    Eigen::ArrayXXf a = distinct_col_major().array();
+    Eigen::Ref<Eigen::ArrayXf> col3 = a.col(3);
+    check_sampled_exactly(col3, a, [](Eigen::Index, Eigen::Index j) { return j == 3; });
+  }
+  SECTION("Ref<RowVectorXf> of a row of a row-major matrix") {
+    row_major_xf m = distinct_col_major();
+    Eigen::Ref<Eigen::RowVectorXf> row = m.row(3);
+    check_sampled_exactly(row, m, [](Eigen::Index i, Eigen::Index) { return i == 3; });
+  }
+  SECTION("const Ref as an input: a returning predictor's output read through Ref<const VectorXf>") {
+    Eigen::VectorXf x = distinct_col_major().col(0), y = x;
+    Eigen::VectorXf buffer(x.size());
+    auto through_ref = [&](const Eigen::VectorXf& in, std::int64_t t) {
+      view_model{}(in, t, std::span<float>(buffer.data(), static_cast<std::size_t>(buffer.size())));
+      return Eigen::Ref<const Eigen::VectorXf>(buffer);
+    };
+    static_assert(ReadableTensor<decltype(through_ref(x, 0))>);
+    view_sampler().sample(through_ref, x, philox_normal(11));
+    view_sampler().sample(view_model{}, y, philox_normal(11));
+    REQUIRE(x == y);
+  }
+}
+
+TEST_CASE("Eigen::Ref bound to a block that is not dense is rejected, and the matrix is untouched",
+          "[backend][ref][errors][strides]") {
+  SECTION("Ref<MatrixXf> of a 1x3 piece of a row of a column-major matrix (inner stride 1, outer stride 5)") {
+    Eigen::MatrixXf m = distinct_col_major();
+    Eigen::Ref<Eigen::MatrixXf> piece = m.block(1, 0, 1, 3);
+    check_rejected(piece, m, "tensor_traits<Eigen::Ref>");
+    REQUIRE_THROWS_WITH(elements(piece), Catch::Contains("1x3") && Catch::Contains("column stride 5"));
+  }
+  SECTION("Ref<MatrixXf> of a 2x3 block") {
+    Eigen::MatrixXf m = distinct_col_major();
+    Eigen::Ref<Eigen::MatrixXf> block = m.block(1, 1, 2, 3);
+    check_rejected(block, m, "tensor_traits<Eigen::Ref>");
+  }
+  SECTION("Ref<VectorXf, 0, InnerStride<>> of a row of a column-major matrix") {
+    Eigen::MatrixXf m = distinct_col_major();
+    Eigen::Ref<Eigen::VectorXf, 0, Eigen::InnerStride<>> row = m.row(2).transpose();
+    check_rejected(row, m, "tensor_traits<Eigen::Ref>");
+  }
 }

@@ -1,6 +1,7 @@
 /// @file
-/// Eigen backend: dense Matrix/Array objects and dense Eigen::Map views are skipstep tensors. An unevaluated
-/// expression (`a + b`, `x * 0.5`) deliberately is not: a static_assert asks for `.eval()`.
+/// Eigen backend: dense Matrix/Array objects and dense Eigen::Map and Eigen::Ref views are skipstep tensors.
+/// An unevaluated expression or block (`a + b`, `x * 0.5`, `m.col(2)`) deliberately is not: a static_assert
+/// asks for an Eigen::Ref (to update it in place) or `.eval()` (for an input).
 #pragma once
 
 #include <Eigen/Core>
@@ -29,12 +30,18 @@ template <class Plain, int Options, class Stride>
 inline constexpr bool is_eigen_map<Eigen::Map<Plain, Options, Stride>> = true;
 
 template <class T>
-concept eigen_expression = std::derived_from<T, Eigen::EigenBase<T>> && !eigen_plain_object<T> && !is_eigen_map<T>;
+inline constexpr bool is_eigen_ref = false;
+template <class Plain, int Options, class Stride>
+inline constexpr bool is_eigen_ref<Eigen::Ref<Plain, Options, Stride>> = true;
+
+template <class T>
+concept eigen_expression = std::derived_from<T, Eigen::EigenBase<T>> && !eigen_plain_object<T> &&
+                           !is_eigen_map<T> && !is_eigen_ref<T>;
 
 template <class T>
 inline constexpr bool always_false = false;
 
-/// The one contiguity rule for Eigen views (Map): the view must be dense in its own storage order
+/// The one contiguity rule for Eigen views (Map, Ref): the view must be dense in its own storage order
 /// (detail::dense_strides). Column-major: row stride 1 (unless rows = 1) and column stride = rows (unless
 /// cols = 1); row-major: column stride 1 (unless cols = 1) and row stride = cols (unless rows = 1). Eigen's
 /// row/column strides are used, not "inner stride 1" alone, so that a 1×n row of a column-major matrix (inner
@@ -60,7 +67,7 @@ void check_dense_eigen_view(const View& v, std::string_view trait) {
       "row stride " + std::to_string(v.rowStride()) + ", column stride " + std::to_string(v.colStride()));
 }
 
-/// tensor_traits for an Eigen view type (Map) over `Plain`; a view of a const type is readable only.
+/// tensor_traits for an Eigen view type (Map or Ref) over `Plain`; a view of a const type is readable only.
 template <class View, class Plain, const char* Trait>
 struct eigen_view_traits {
   using value_type = typename std::remove_const_t<Plain>::Scalar;  ///< Element type (without const).
@@ -79,6 +86,7 @@ struct eigen_view_traits {
 };
 
 inline constexpr char eigen_map_trait[] = "tensor_traits<Eigen::Map>";
+inline constexpr char eigen_ref_trait[] = "tensor_traits<Eigen::Ref>";
 
 }  // namespace detail
 
@@ -103,13 +111,26 @@ template <class Plain, int Options, class Stride>
 struct tensor_traits<Eigen::Map<Plain, Options, Stride>>
     : detail::eigen_view_traits<Eigen::Map<Plain, Options, Stride>, Plain, detail::eigen_map_trait> {};
 
-/// Any other Eigen expression: not a tensor.
+/// Eigen::Ref, the way Eigen code passes writable blocks (`Eigen::Ref<Eigen::VectorXf> x = m.col(2)`): a
+/// sample updated through it updates the referenced matrix in place. `Eigen::Ref<const T>` is a readable
+/// tensor only. The Map rule applies at run time (detail::check_dense_eigen_view): a Ref<MatrixXf> bound to a
+/// block that is not whole columns (inner stride 1 but an outer stride beyond the block's rows, e.g. a 1×n
+/// piece of a row) throws std::invalid_argument when the elements are requested.
+template <class Plain, int Options, class Stride>
+  requires TensorElement<typename std::remove_const_t<Plain>::Scalar>
+struct tensor_traits<Eigen::Ref<Plain, Options, Stride>>
+    : detail::eigen_view_traits<Eigen::Ref<Plain, Options, Stride>, Plain, detail::eigen_ref_trait> {};
+
+/// Any other Eigen expression or block (`a + b`, `m.col(2)`): not a tensor.
 template <class T>
   requires detail::eigen_expression<T>
 struct tensor_traits<T> {
-  static_assert(detail::always_false<T>,
-                "skipstep: an unevaluated Eigen expression is not a tensor (it has no memory of its own); "
-                "call .eval() on it, or return a Matrix/Array from your predictor");
+  static_assert(
+      detail::always_false<T>,
+      "skipstep: an unevaluated Eigen expression or block is not a tensor (it has no memory of its own). "
+      "For a sample to be updated in place, pass an Eigen::Ref to it "
+      "(Eigen::Ref<Eigen::VectorXf> x = m.col(2);) or an Eigen::Map; for a model output or another "
+      "input, call .eval() on it or return a Matrix/Array from your predictor");
   using value_type = typename T::Scalar;  ///< Present only so that the static_assert above is the one error.
 };
 
