@@ -11,9 +11,12 @@
 #include <exception>
 #include <mutex>
 #include <span>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "skipstep/detail/error.hpp"
@@ -21,91 +24,180 @@
 
 namespace skipstep {
 
-/// A fixed set of worker threads that run the tasks 0..n−1 of one job at a time; the calling thread takes part.
-/// `run` blocks until every task is done and rethrows the first exception a task threw.
+namespace detail {
+
+/// How thread_pool starts a worker: `start(worker, body)` returns a std::thread running `body` (worker is
+/// 1-based). The default is std::thread itself; tests pass a starter that throws std::system_error at a
+/// chosen worker, as the OS does when it refuses a thread (RLIMIT_NPROC, memory), to check that the pool
+/// cleans up.
+struct std_thread_starter {
+  template <class Body>
+  std::thread operator()(std::size_t /*worker*/, Body&& body) const {
+    return std::thread(std::forward<Body>(body));
+  }
+};
+
+/// Tag for thread_pool's test-hook constructor.
+struct with_thread_starter_t {
+  explicit with_thread_starter_t() = default;
+};
+inline constexpr with_thread_starter_t with_thread_starter{};
+
+}  // namespace detail
+
+/// A fixed set of worker threads that run the tasks 0..n−1 of one job at a time; the calling thread takes
+/// part. `run` blocks until every task is done and rethrows the first exception a task threw.
+///
+/// Thread safety: several threads may call `run` on one pool at once (e.g. two samplers, each with its own
+/// sampler_workspace, sharing a pool). Jobs are serialized: a mutex is held for a job's whole duration, so a
+/// caller waits for the jobs ahead of it, then runs its own with all participants. `run` is not reentrant: a
+/// task that calls `run` on its own pool gets std::logic_error (it would wait for itself). Destroying a pool
+/// while a `run` on it is in progress is undefined, as for any object in use.
 class thread_pool {
  public:
-  /// A pool of `threads` participants (the caller plus threads − 1 workers). threads ≥ 1.
-  explicit thread_pool(std::size_t threads) {
+  /// The largest pool size accepted: max(1024, 4 × std::thread::hardware_concurrency()). A step splits into
+  /// at most 4 tasks per participant, so threads beyond the hardware only add switching; a size far beyond it
+  /// (SIZE_MAX, an unsigned wrap-around) is a bug in the caller and is rejected rather than clamped.
+  [[nodiscard]] static std::size_t max_threads() noexcept {
+    return std::max<std::size_t>(1024, 4 * static_cast<std::size_t>(std::thread::hardware_concurrency()));
+  }
+
+  /// A pool of `threads` participants (the caller plus threads − 1 workers). 1 ≤ threads ≤ max_threads(),
+  /// else std::invalid_argument naming thread_pool, threads and the value. If the OS refuses a worker thread,
+  /// the workers already started are stopped and joined and std::system_error (same code) is thrown, naming
+  /// thread_pool, the worker that failed and the count asked for.
+  explicit thread_pool(std::size_t threads)
+      : thread_pool(detail::with_thread_starter, threads, detail::std_thread_starter{}) {}
+
+  /// Test hook (see detail::std_thread_starter): as thread_pool(threads), starting workers with `start`.
+  template <class Starter>
+  thread_pool(detail::with_thread_starter_t, std::size_t threads, Starter start) {
     if (threads == 0) detail::throw_invalid("thread_pool", "threads", "must be >= 1", threads);
+    if (threads > max_threads())
+      detail::throw_invalid("thread_pool", "threads",
+                            "must be <= max_threads() = " + std::to_string(max_threads()) +
+                                " (max(1024, 4 x hardware_concurrency()))",
+                            threads);
     workers_.reserve(threads - 1);
-    for (std::size_t w = 1; w < threads; ++w) workers_.emplace_back([this, w] { work(w); });
+    for (std::size_t w = 1; w < threads; ++w) {
+      try {
+        workers_.push_back(start(w, [this, w] { work(w); }));
+      } catch (const std::system_error& e) {
+        stop_and_join();
+        throw std::system_error(e.code(), "skipstep::thread_pool: could not start worker thread " +
+                                              std::to_string(w) + " of " + std::to_string(threads - 1) +
+                                              " (threads = " + std::to_string(threads) + "); " +
+                                              std::to_string(w - 1) + " started were stopped and joined");
+      } catch (...) {
+        stop_and_join();
+        throw;
+      }
+    }
   }
   thread_pool(const thread_pool&) = delete;
   thread_pool& operator=(const thread_pool&) = delete;
   /// Stops and joins the workers.
-  ~thread_pool() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    for (auto& t : workers_) t.join();
-  }
+  ~thread_pool() { stop_and_join(); }
 
   /// Participants, the caller included.
   [[nodiscard]] std::size_t size() const noexcept { return workers_.size() + 1; }
 
-  /// Calls task(i, participant) for every i in [0, tasks), spread over the participants (participant < size());
-  /// returns when all are done. Not reentrant: one job at a time per pool.
+  /// Calls task(i, participant) for every i in [0, tasks), spread over the participants (participant <
+  /// size()); returns when all are done and rethrows the first exception a task threw (the other tasks still
+  /// run). Safe to call from several threads at once: jobs run one after another (see the class comment).
+  /// Calling it from a task of the same pool throws std::logic_error.
   template <class Task>
   void run(std::size_t tasks, Task& task) {
+    if (running_here_ == this)
+      throw std::logic_error(
+          "skipstep::thread_pool::run: called from a task of the same pool (run is not "
+          "reentrant: the task would wait for itself)");
     if (tasks == 0) return;
+    const std::lock_guard job_lock(job_mutex_);  // one job at a time, held until this job is done
+    job current{&task, [](void* t, std::size_t i, std::size_t p) { (*static_cast<Task*>(t))(i, p); }, tasks};
     {
-      std::lock_guard lock(mutex_);
-      job_ = &task;
-      invoke_ = [](void* job, std::size_t i, std::size_t participant) { (*static_cast<Task*>(job))(i, participant); };
-      tasks_ = tasks;
-      next_.store(0);
-      unfinished_ = tasks;
+      std::unique_lock lock(mutex_);
+      // A worker that woke late for the previous job may still be in drain(): reset next_ only after it left.
+      done_.wait(lock, [this] { return active_ == 0; });
+      job_ = current;
+      next_.store(0, std::memory_order_relaxed);
       error_ = nullptr;
       ++generation_;
     }
     wake_.notify_all();
-    drain(0);
+    drain(current, 0);
     std::unique_lock lock(mutex_);
-    done_.wait(lock, [this] { return unfinished_ == 0; });
-    job_ = nullptr;
-    if (error_) std::rethrow_exception(error_);
+    // Every index was handed out (our drain saw next_ >= tasks); wait for the workers still running one.
+    done_.wait(lock, [this] { return active_ == 0; });
+    job_ = job{};
+    if (error_)
+      std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
  private:
+  /// One job: the caller's task, how to call it, and its task count. Copied by each participant under mutex_.
+  struct job {
+    void* task = nullptr;
+    void (*invoke)(void*, std::size_t, std::size_t) = nullptr;
+    std::size_t tasks = 0;
+  };
+
   void work(std::size_t participant) {
     std::size_t seen = 0;
+    std::unique_lock lock(mutex_);
     for (;;) {
-      {
-        std::unique_lock lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-        if (stopping_) return;
-        seen = generation_;
-      }
-      drain(participant);
+      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      if (stopping_)
+        return;
+      seen = generation_;
+      const job current = job_;
+      ++active_;
+      lock.unlock();
+      drain(current, participant);
+      lock.lock();
+      if (--active_ == 0)
+        done_.notify_all();
     }
   }
 
-  void drain(std::size_t participant) {
+  /// Runs tasks of `current` until none is left; the first exception a task throws is kept, the rest run.
+  void drain(const job& current, std::size_t participant) {
+    const thread_pool* const outer = std::exchange(running_here_, this);
     for (;;) {
-      const std::size_t i = next_.fetch_add(1);
-      if (i >= tasks_) return;
+      const std::size_t i = next_.fetch_add(1, std::memory_order_relaxed);
+      if (i >= current.tasks)
+        break;
       try {
-        invoke_(job_, i, participant);
+        current.invoke(current.task, i, participant);
       } catch (...) {
-        std::lock_guard lock(mutex_);
+        const std::lock_guard lock(mutex_);
         if (!error_) error_ = std::current_exception();
       }
-      std::lock_guard lock(mutex_);
-      if (--unfinished_ == 0) done_.notify_all();
     }
+    running_here_ = outer;
   }
 
+  void stop_and_join() noexcept {
+    {
+      const std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : workers_)
+      if (t.joinable())
+        t.join();
+  }
+
+  /// The pool whose task this thread is running (nullptr outside tasks): detects a reentrant run.
+  inline static thread_local const thread_pool* running_here_ = nullptr;
+
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
+  std::mutex job_mutex_;  // serializes run() calls
+  std::mutex mutex_;      // guards everything below except next_
   std::condition_variable wake_, done_;
-  void* job_ = nullptr;
-  void (*invoke_)(void*, std::size_t, std::size_t) = nullptr;
-  std::size_t tasks_ = 0;
+  job job_;
   std::atomic<std::size_t> next_{0};
-  std::size_t unfinished_ = 0;
+  std::size_t active_ = 0;  // workers inside drain() for the current job
   std::size_t generation_ = 0;
   bool stopping_ = false;
   std::exception_ptr error_;

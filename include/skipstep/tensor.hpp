@@ -6,11 +6,41 @@
 #include <array>
 #include <concepts>
 #include <cstddef>
+#include <iterator>
 #include <span>
 #include <type_traits>
 #include <vector>
 
 namespace skipstep {
+
+namespace detail {
+
+/// True when a strided view of `extents` with `strides` (both in elements; innermost dimension first when
+/// `innermost_first`, else outermost first) covers exactly its first extents[0]·extents[1]·… elements in
+/// storage order, i.e. is dense: every dimension of extent > 1 has a stride equal to the product of the
+/// extents inside it. A dimension of extent 1 may have any stride (it is never stepped along), and a view
+/// with an extent 0 has no elements. Checking only the innermost stride is not enough: a 1×n row of a
+/// column-major matrix has inner stride 1 and its elements an outer stride apart. Every backend's contiguity
+/// check is this rule (README, "Your tensor type").
+template <class Extents, class Strides>
+[[nodiscard]] constexpr bool dense_strides(const Extents& extents, const Strides& strides,
+                                           bool innermost_first) {
+  const std::size_t rank = std::size(extents);
+  for (std::size_t k = 0; k < rank; ++k)
+    if (extents[k] == 0)
+      return true;
+  std::ptrdiff_t expected = 1;
+  for (std::size_t k = 0; k < rank; ++k) {
+    const std::size_t d = innermost_first ? k : rank - 1 - k;
+    const auto extent = static_cast<std::ptrdiff_t>(extents[d]);
+    if (extent != 1 && static_cast<std::ptrdiff_t>(strides[d]) != expected)
+      return false;
+    expected *= extent;
+  }
+  return true;
+}
+
+}  // namespace detail
 
 /// Primary template, deliberately undefined: "T is not a tensor". Specialize it for your own buffer type with
 ///   `using value_type = float;` and two static functions

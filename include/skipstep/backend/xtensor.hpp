@@ -25,26 +25,16 @@ namespace skipstep {
 
 namespace detail {
 
-/// xtensor containers and adaptors with a row- or column-major layout own (or view) contiguous memory.
-/// True when `strides` are those of a dense row-major (or, with column_major, column-major) array of `shape`;
-/// extent-1 dimensions may have any stride (xtensor gives them 0).
-template <class Shape, class Strides>
-bool dense_strides(const Shape& shape, const Strides& strides, bool column_major) {
-  const std::size_t rank = shape.size();
-  std::ptrdiff_t expected = 1;
-  for (std::size_t k = 0; k < rank; ++k) {
-    const std::size_t d = column_major ? k : rank - 1 - k;
-    if (shape[d] != 1 && static_cast<std::ptrdiff_t>(strides[d]) != expected) return false;
-    expected *= static_cast<std::ptrdiff_t>(shape[d]);
-  }
-  return true;
-}
-
-/// xtensor containers are dense; an adaptor with a dynamic layout is accepted when its strides are dense.
+/// Accepted when the strides are those of a dense row-major or column-major array of the shape
+/// (detail::dense_strides: extent-1 dimensions may have any stride, xtensor gives them 0). Containers and
+/// adaptors with a static layout always are; an adaptor with explicit strides (dynamic layout) is checked
+/// like any other, so a view whose inner dimension has extent 1 and whose other stride is not the extent is
+/// rejected.
 template <class X>
 void check_contiguous_xtensor(const X& x) {
-  if (x.layout() == xt::layout_type::row_major || x.layout() == xt::layout_type::column_major) return;
-  if (dense_strides(x.shape(), x.strides(), false) || dense_strides(x.shape(), x.strides(), true)) return;
+  if (dense_strides(x.shape(), x.strides(), /*innermost_first=*/false) ||
+      dense_strides(x.shape(), x.strides(), /*innermost_first=*/true))
+    return;
   std::string strides;
   for (std::size_t k = 0; k < x.strides().size(); ++k) {
     if (k > 0) strides.push_back(',');
