@@ -5,8 +5,8 @@
     #   find_package(skipstep 0.1 CONFIG REQUIRED COMPONENTS eigen)
     #   target_link_libraries(app PRIVATE skipstep::eigen)      # or skipstep::skipstep / skipstep::xtensor
 
-C++20 is required: the profile `conan profile detect` writes (gnu17 for GCC 11-13) is rejected unless
-compiler.cppstd is 20 or gnu20 (-s compiler.cppstd=20, or in the profile).
+C++20 is required: the profile `conan profile detect` writes (the compiler's default, gnu17 with today's GCC)
+is rejected unless compiler.cppstd is 20 or gnu20 (-s compiler.cppstd=20, or in the profile).
 
 The options only add the backend library as a requirement (the headers are the same either way), so the
 package id is cleared: one binary package serves every configuration. What was built against: Eigen 3.4.0 and
@@ -45,7 +45,8 @@ class SkipstepConan(ConanFile):
 
     def requirements(self):
         # Backends: Eigen 3.4 or 5.x (skipstepFindBackends.cmake accepts both), xtensor 0.24 up to today's 0.27
-        # (<skipstep/backend/xtensor.hpp> handles both header layouts).
+        # (<skipstep/backend/xtensor.hpp> handles both header layouts). Built against: Eigen 3.4.0 and xtensor
+        # 0.24.3 only (see the docstring); today these ranges resolve to Eigen 5.0.1 and xtensor 0.27.
         if self.options.eigen:
             self.requires("eigen/[>=3.4 <6]")
         if self.options.xtensor:
@@ -58,7 +59,8 @@ class SkipstepConan(ConanFile):
         except ConanInvalidConfiguration as e:
             raise ConanInvalidConfiguration(
                 f"skipstep/{self.version} needs C++20 ({e}): pass -s compiler.cppstd=20 (or gnu20), or set "
-                "compiler.cppstd=20 in your profile; `conan profile detect` writes gnu17 for GCC 11-13") from e
+                "compiler.cppstd=20 in your profile (`conan profile detect` writes the compiler's default, "
+                "gnu17 with today's GCC)") from e
 
     def package_id(self):
         self.info.clear()

@@ -65,7 +65,8 @@ def build_test_package(ctx, checks, label, options, package_options):
     try:
         flags, exes = test_package_plan(ctx, options)
     except Exception as e:  # noqa: BLE001 - report whatever the recipe raised
-        checks.check(f"conan test_package ({label}): generate() and test() run (stub)", False, f"{type(e).__name__}: {e}")
+        checks.check(f"conan test_package ({label}): generate() and test() run (stub)", False,
+                     f"{type(e).__name__}: {e}")
         return
     want = ["test_package"] + [f"test_package_{b}" for b in ("eigen", "xtensor") if options.get(b)]
     checks.check(f"conan test_package ({label}): test() runs {', '.join(want)}", exes == want, str(exes))
@@ -113,7 +114,8 @@ def check_components(ctx, checks, gen_full, gen_core):
     rc, out = configure(ctx, "components-core", text, [f"-Dskipstep_DIR={gen_core}"])
     m = re.search(r"components eigen: found=(\S*) message=\[(.*)\]", out)
     checks.check("conan (eigen=False): find_package(skipstep COMPONENTS eigen) is not found, at find time, and says "
-                 "which option", m is not None and m.group(1) in ("0", "FALSE") and "skipstep/*:eigen=True" in m.group(2),
+                 "which option",
+                 m is not None and m.group(1) in ("0", "FALSE") and "skipstep/*:eigen=True" in m.group(2),
                  m.group(0) if m else tail(out, 5))
     text = COMPONENTS.replace("@REQUIRED@", "REQUIRED").replace("@COMPONENTS@", "eigen")
     rc, out = configure(ctx, "components-core-required", text, [f"-Dskipstep_DIR={gen_core}"])
