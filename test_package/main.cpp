@@ -2,6 +2,11 @@
 // exact noise predictor is eps(x, t) = (x - sqrt(a_t)*0.5)/sqrt(1 - a_t); DDIM then lands on 0.5 exactly.
 #include <skipstep/skipstep.hpp>
 
+// skipstep::skipstep is dependency-free: no backend's compile definitions may reach a core-only consumer.
+#if defined(XTENSOR_USE_XSIMD) || defined(XTENSOR_USE_TBB) || defined(EIGEN_MPL2_ONLY)
+#error "skipstep::skipstep carries a backend's compile definitions"
+#endif
+
 #include <cmath>
 #include <cstdint>
 #include <cstdio>

@@ -53,6 +53,7 @@ parsed_command_line parse_command_line(std::span<const std::string_view> args) {
   c.threads = default_threads();
   c.out_dir = default_out_dir();
   bool n_given = false;
+  bool out_given = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string_view flag = args[i];
     auto value = [&]() -> std::string_view {
@@ -77,6 +78,7 @@ parsed_command_line parse_command_line(std::span<const std::string_view> args) {
       c.floor_repeats = parse_positive(flag, value(), 1000);
     } else if (flag == "--out") {
       c.out_dir = std::filesystem::path(std::string(value()));
+      out_given = true;
     } else if (flag == "--dump-npy") {
       c.npy_dir = std::filesystem::path(std::string(value()));
     } else {
@@ -85,14 +87,19 @@ parsed_command_line parse_command_line(std::span<const std::string_view> args) {
   }
   if (c.quick && !n_given)
     c.num_points = quick_num_points;
+  // One folder with everything unless told otherwise: --dump-npy DIR alone also receives the figure and
+  // results.
+  if (c.npy_dir && !out_given)
+    c.out_dir = *c.npy_dir;
   return result;
 }
 
 std::string usage_text(std::string_view program) {
   std::string s;
   s += "usage: " + std::string(program) + " [options]\n\n";
-  s += "DDIM's speed/quality trade-off on two Gaussian mixtures with an exact noise predictor (skipstep "
-       "issue 4).\n";
+  s += "DDIM's speed/quality trade-off on two Gaussian mixtures with an exact noise predictor (the DDIM "
+       "paper's\n";
+  s += "Table 1 experiment, Song et al. 2021, \"Denoising Diffusion Implicit Models\").\n";
   s += "Grid: data sets ring2d and aniso16d; skip types uniform and quadratic; S = 10, 20, 50, 100, 1000 "
        "steps;\n";
   s += "policies eta = 0, 0.2, 0.5, 1 and sigma-hat. DDPM linear betas 1e-4..0.02, T = 1000.\n\n";
@@ -106,8 +113,9 @@ std::string usage_text(std::string_view program) {
   s += "                     results are bit-identical for every K)\n";
   s += "  --floor-repeats R  sets of true samples the metric's noise floor is averaged over (default " +
        std::to_string(default_floor_repeats) + ")\n";
-  s += "  --out DIR          where the figure and results.json go (default " + default_out_dir().string() +
-       ")\n";
+  s += "  --out DIR          where the figure and results.json go (default: the --dump-npy DIR if given, "
+       "else\n";
+  s += "                     " + default_out_dir().string() + ")\n";
   s += "  --dump-npy DIR     also write every cell's samples to DIR/<dataset>_<skip>_S<S>_<policy>.npy, "
        "policy =\n";
   s += "                     eta<η> (η printed shortest, e.g. eta0, eta0.2, eta1) or sigmahat; N x D "
@@ -119,9 +127,10 @@ std::string usage_text(std::string_view program) {
   s += "uses; the sampler's step-i noise for sample b = philox_normal(seed) at (stream b, step i). Each "
        "point is one\n";
   s += "sample with its own stream, so results do not depend on batching or threads.\n";
-  s += "Output: tables on stdout, progress on stderr; --out DIR gets results.json (always) and "
-       "ring2d_samples.png\n";
-  s += "(made by gnuplot from ring2d_samples.gp and figure/*.dat).\n";
+  s += "Output: tables on stdout, progress on stderr; the --out directory gets results.json (always) and\n";
+  s += "ring2d_samples.png (made by gnuplot from ring2d_samples.gp and figure/*.dat); the last lines of the "
+       "run\n";
+  s += "say where each file went.\n";
   return s;
 }
 

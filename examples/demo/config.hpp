@@ -28,8 +28,9 @@ struct demo_config {
   bool quick = false;    ///< CI mode: N = quick_num_points unless --n is given.
   bool figure = true;    ///< write the ring2d figure (needs gnuplot).
   std::size_t floor_repeats = default_floor_repeats;
-  std::filesystem::path out_dir;                 ///< figure + results.json.
   std::optional<std::filesystem::path> npy_dir;  ///< --dump-npy DIR.
+  /// The figure and results.json: --out DIR, else the --dump-npy DIR, else default_out_dir().
+  std::filesystem::path out_dir;
 };
 
 /// What the command line asked for.

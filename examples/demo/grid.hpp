@@ -1,6 +1,7 @@
 /// @file
-/// The experiment grid of skipstep issue 4: data sets × skip types × policies × step counts, the exact
-/// Gaussian-mixture noise predictor plugged into skipstep::ddim_sampler, and the timed sampling of one cell.
+/// The experiment grid (the DDIM paper's Table 1 design, Song et al. 2021, on Gaussian mixtures): data sets ×
+/// skip types × policies × step counts, the exact Gaussian-mixture noise predictor plugged into
+/// skipstep::ddim_sampler, and the timed sampling of one cell.
 #pragma once
 
 #include <skipstep/backend/xtensor.hpp>

@@ -1,6 +1,7 @@
 /// @file
 /// skipstep_demo (run by ./scripts/demo): DDIM's speed/quality trade-off measured on Gaussian mixtures whose
-/// noise predictor is known exactly (skipstep issue 4). `skipstep_demo --help` lists the options.
+/// noise predictor is known exactly: the DDIM paper's Table 1 experiment (Song et al. 2021).
+/// `skipstep_demo --help` lists the options.
 #include <exception>
 #include <iostream>
 #include <stdexcept>

@@ -151,18 +151,21 @@ int run_demo(const demo_config& config) {
     run_dataset(st, d);
   for (std::size_t d = 0; d < st.sets.size(); ++d)
     if (st.sets[d].name == "aniso16d")
-      print_reference_comparison(std::cout, d, config.num_points, st.results);
+      print_reference_comparison(std::cout, d, config.num_points, st.results, st.floors[d]);
   std::optional<std::filesystem::path> png;
   if (config.figure)
     png = st.figure.write(config.out_dir);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const std::filesystem::path json = config.out_dir / "results.json";
   write_results_json(json, config, st.sets, st.floors, st.results, total);
-  std::cout << "\nwrote " << json.string() << "\n";
+  // Where each file went, with absolute paths (the default --out directory is inside the build tree).
+  std::cout << "\nwrote " << std::filesystem::absolute(json).string() << "\n";
   if (png)
-    std::cout << "wrote " << png->string() << "\n";
+    std::cout << "wrote " << std::filesystem::absolute(*png).string()
+              << " (the figure; its gnuplot script and data are beside it)\n";
   if (config.npy_dir)
-    std::cout << "wrote " << st.results.size() << " .npy files to " << config.npy_dir->string() << "\n";
+    std::cout << "wrote " << st.results.size() << " .npy files (one per cell) to "
+              << std::filesystem::absolute(*config.npy_dir).string() << "\n";
   std::printf("total wall time %.1f s\n", total);
   if (any_diverged(st.results)) {
     std::cerr << "skipstep_demo: some cells produced non-finite samples (wsw = inf)\n";

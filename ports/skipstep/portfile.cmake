@@ -1,8 +1,9 @@
 # vcpkg overlay port for skipstep, a header-only C++20 library.
 #   vcpkg install skipstep[eigen,xtensor] --overlay-ports=<skipstep checkout>/ports
 #
-# skipstep has no public release yet: SHA512 0 is a placeholder. vcpkg prints the real hash on the first
-# `vcpkg install`; put it here when the v${VERSION} tag exists (or use `vcpkg install --head` meanwhile).
+# SHA512 0 is a placeholder: skipstep has no public release yet, and with 0 the port fails at download (use
+# `vcpkg install --head` meanwhile). Releasing v${VERSION} fills it: scripts/port-sha512 --write computes the
+# hash of the tag's source archive (`git archive`, the tarball GitHub serves for the tag) and writes it here.
 vcpkg_from_github(
     OUT_SOURCE_PATH SOURCE_PATH
     REPO skipstep/skipstep
@@ -14,28 +15,32 @@ vcpkg_from_github(
 # Header-only: one (release) configuration is enough, nothing is compiled.
 set(VCPKG_BUILD_TYPE release)
 
-# The backends are found (quietly) by skipstepConfig.cmake at the consumer's configure time; the features only make
-# vcpkg install Eigen / xtensor. Only the headers and the CMake / pkg-config package are installed here.
+# The features decide which backend targets the installed package defines: SKIPSTEP_WITH_EIGEN / _XTENSOR are
+# recorded in skipstepConfig.cmake, so a core-only install never defines skipstep::eigen or skipstep::xtensor,
+# even on a machine where Eigen or xtensor is installed (ON: the dependency vcpkg installed must be found).
+vcpkg_check_features(OUT_FEATURE_OPTIONS FEATURE_OPTIONS
+    FEATURES
+        eigen   SKIPSTEP_WITH_EIGEN
+        xtensor SKIPSTEP_WITH_XTENSOR
+)
+
+# Only the headers and the CMake / pkg-config package are installed; nothing is compiled.
 vcpkg_cmake_configure(
     SOURCE_PATH "${SOURCE_PATH}"
     OPTIONS
+        ${FEATURE_OPTIONS}
         -DSKIPSTEP_BUILD_TESTS=OFF
         -DSKIPSTEP_BUILD_EXAMPLES=OFF
         -DSKIPSTEP_BUILD_BENCHMARKS=OFF
         -DSKIPSTEP_INSTALL=ON
-        -DCMAKE_DISABLE_FIND_PACKAGE_Eigen3=ON
-        -DCMAKE_DISABLE_FIND_PACKAGE_xtensor=ON
 )
 vcpkg_cmake_install()
 vcpkg_cmake_config_fixup(PACKAGE_NAME skipstep CONFIG_PATH share/skipstep)
 vcpkg_fixup_pkgconfig()
 
-# Nothing architecture-dependent is installed: no debug tree, no lib/ (the .pc file lives in share/pkgconfig).
-file(REMOVE_RECURSE
-    "${CURRENT_PACKAGES_DIR}/debug"
-    "${CURRENT_PACKAGES_DIR}/lib"
-    "${CURRENT_PACKAGES_DIR}/share/doc"
-)
+# No file(REMOVE_RECURSE debug lib ...): with VCPKG_BUILD_TYPE release there is no debug tree, the .pc file is
+# installed to share/pkgconfig, so lib/ is never created (tests/packaging checks both). share/doc/skipstep/LICENSE
+# stays: vcpkg's post-build checks accept it; the copyright file vcpkg wants is installed below.
 
 file(INSTALL "${CMAKE_CURRENT_LIST_DIR}/usage" DESTINATION "${CURRENT_PACKAGES_DIR}/share/${PORT}")
 vcpkg_install_copyright(FILE_LIST "${SOURCE_PATH}/LICENSE")

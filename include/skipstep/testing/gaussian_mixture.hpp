@@ -8,8 +8,8 @@
 /// = −√(1−a)·∇_x log p_t(x) (Tweedie's formula) is therefore closed form:
 ///   log r_k = log w_k − ½ Σ_d [(x_d − √a·μ_kd)²/v_kd + log v_kd]   (normalised with log-sum-exp),
 ///   ε*_d    = √(1−a) Σ_k r_k (x_d − √a·μ_kd)/v_kd.
-/// Source: skipstep issue 4 ("The demo"); Tweedie's formula as used in Song et al. 2021 (score SDE) and
-/// Kadkhodaie & Simoncelli 2021; the DDIM demo data sets `ring2d` and `aniso16d` are defined there.
+/// Source: Tweedie's formula as used in Song et al. 2021 (score SDE) and Kadkhodaie & Simoncelli 2021; the
+/// data sets `ring2d` and `aniso16d` are those of the demo (README, "The demo").
 ///
 /// The class is independent of the rest of skipstep (standard library only). It works in terms of ā
 /// directly: `epsilon_at_alpha(x, a, out)` is the core, and a sampler predictor `f(x, t, out)` is obtained by
@@ -108,7 +108,7 @@ class gaussian_mixture {
                    const std::vector<std::vector<double>>& stds, const std::vector<double>& weights)
       : gaussian_mixture(nested_dim(means, stds, weights.size()), flatten(means), flatten(stds), weights) {}
 
-  /// The `ring2d` data set of issue 4: 8 components on the unit circle at angles 2πk/8, std 0.05 in both
+  /// The demo's `ring2d` data set: 8 components on the unit circle at angles 2πk/8, std 0.05 in both
   /// coordinates, equal weights.
   static gaussian_mixture ring2d() {
     constexpr std::size_t K = 8;
@@ -121,7 +121,7 @@ class gaussian_mixture {
     return gaussian_mixture(2, std::move(mu), std::move(s), std::move(w));
   }
 
-  /// The `aniso16d` data set of issue 4: D = 16, K = 4,
+  /// The demo's `aniso16d` data set: D = 16, K = 4,
   /// μ_kd = 0.5·cos(π(k+1)(2d+1)/32), s_kd = 0.03·10^(((d+5k) mod 16)/15), w = (0.1, 0.2, 0.3, 0.4)
   /// (k = 0..3, d = 0..15; s ranges over [0.03, 0.3], so every component is strongly anisotropic).
   static gaussian_mixture aniso16d() {
@@ -154,7 +154,7 @@ class gaussian_mixture {
 
   /// The exact noise predictor at noise level a = ā_t, one row:
   ///   ε*_d = √(1−a) Σ_k r_k (x_d − √a·μ_kd)/v_kd,  v_kd = a·s_kd² + 1 − a,
-  ///   r_k ∝ w_k Π_d N(x_d; √a·μ_kd, v_kd) (log-sum-exp normalised).   [issue 4; Tweedie's formula]
+  ///   r_k ∝ w_k Π_d N(x_d; √a·μ_kd, v_kd) (log-sum-exp normalised).   [Tweedie's formula]
   /// - a = 0: returns ε* = x exactly (p_0 = N(0, I)); a = 1: returns 0 (the limit of the closed form; at a =
   /// 1 the
   ///   noise is not identifiable from x). For a → 1 the result stays finite and accurate (no division by
@@ -274,7 +274,7 @@ class gaussian_mixture {
   }
 
   /// argmax_k [log w_k − ½Σ_d((x_d − μ_kd)/s_kd)² − Σ_d log s_kd], the component of the *clean* (a = 1)
-  /// mixture with the highest posterior probability (ties: the lowest k). Used by the wsw metric of issue 4.
+  /// mixture with the highest posterior probability (ties: the lowest k). Used by the wsw metric.
   /// A row containing NaN returns 0 (no comparison succeeds); callers that care check finiteness first.
   [[nodiscard]] std::size_t most_likely_component(std::span<const double> x_row) const {
     check_size("gaussian_mixture::most_likely_component", "x_row", x_row.size(), dim_);

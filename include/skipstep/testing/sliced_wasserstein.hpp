@@ -1,6 +1,6 @@
 /// @file
-/// @brief The "within-component whitened sliced Wasserstein-2 distance" (wsw) of issue 4, and an accurate
-/// Φ⁻¹.
+/// @brief The "within-component whitened sliced Wasserstein-2 distance" (wsw) the demo measures, and an
+/// accurate Φ⁻¹.
 ///
 /// wsw compares samples with a known diagonal Gaussian mixture (skipstep::testing::gaussian_mixture):
 ///  1. assign each sample x to its most likely clean component k = argmax_k log w_k − ½Σ_d((x_d−μ_kd)/s_kd)²
@@ -18,7 +18,7 @@
 /// Empty components (n_k = 0, mode dropped) contribute the penalty w_k · 1: W2² between a point mass at the
 /// component's centre and N(0, 1), the limit of any collapse onto the mean. Dropping a mode therefore always
 /// costs at least w_k in wsw², instead of disappearing from the average (skip-and-renormalise would hide it).
-/// Source: skipstep issue 4 ("The demo"); sliced Wasserstein: Rabin, Peyré, Delon & Bernot 2011.
+/// Source: the demo's metric (README, "The demo"); sliced Wasserstein: Rabin, Peyré, Delon & Bernot 2011.
 #pragma once
 
 #include "skipstep/testing/gaussian_mixture.hpp"
@@ -242,8 +242,8 @@ inline wsw_report whitened_sliced_w2_report(const gaussian_mixture& mixture, std
   return rep;
 }
 
-/// wsw, the within-component whitened sliced Wasserstein-2 distance of `samples` (N×D row-major) to `mixture`
-/// (issue 4): √(Σ_k w_k · mean_{u, i}(sort(z·u)_i − Φ⁻¹((i−½)/n_k))²). See whitened_sliced_w2_report.
+/// wsw, the within-component whitened sliced Wasserstein-2 distance of `samples` (N×D row-major) to
+/// `mixture`: √(Σ_k w_k · mean_{u, i}(sort(z·u)_i − Φ⁻¹((i−½)/n_k))²). See whitened_sliced_w2_report.
 inline double whitened_sliced_w2(const gaussian_mixture& mixture, std::span<const double> samples,
                                  std::size_t n, std::uint64_t seed = wsw_default_seed) {
   return whitened_sliced_w2_report(mixture, samples, n, seed).wsw;

@@ -1,0 +1,1 @@
+"""The groups of run_packaging_checks, one module per packaging route."""
