@@ -601,3 +601,28 @@ TEST_CASE("torch_generator: seeding, argument checks and the float helpers", "[t
   CHECK(float_to_half_bits(65520.0f) == 0x7C00u);
   CHECK(float_to_half_bits(std::numeric_limits<float>::quiet_NaN()) == 0x7E00u);
 }
+
+TEST_CASE("torch float32 block kernels: the AVX2 + FMA kernel equals the portable reference bit for bit",
+          "[torch_rng]") {
+  using namespace skipstep::detail::torch_cpu;
+  if (best_block_kernel() != block_kernel::avx2_fma)
+    WARN("no AVX2 + FMA kernel on this build/CPU: portable only");
+  // Uniforms as torch makes them (24 bits), plus the extremes of the grid: 0 and 1 - 2^-24 for u1 and u2.
+  constexpr std::size_t blocks = 1 << 16;
+  std::vector<float> portable(16 * blocks);
+  std::mt19937 rng(2024);
+  for (float& u : portable)
+    u = static_cast<float>(rng() & 0xFFFFFFu) * 0x1p-24f;
+  for (std::size_t j = 0; j < 16; ++j) {
+    portable[j] = 0.0f;
+    portable[16 + j] = 1.0f - 0x1p-24f;
+    portable[32 + j] = static_cast<float>(j) / 16.0f;  // angles on octant boundaries
+  }
+  std::vector<float> fast = portable;
+  normal_blocks16(portable.data(), blocks, block_kernel::portable);
+  normal_blocks16(fast.data(), blocks, block_kernel::avx2_fma);
+  std::size_t differing = 0;
+  for (std::size_t i = 0; i < portable.size(); ++i)
+    differing += std::bit_cast<std::uint32_t>(portable[i]) != std::bit_cast<std::uint32_t>(fast[i]);
+  CHECK(differing == 0);
+}

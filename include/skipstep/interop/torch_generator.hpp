@@ -35,7 +35,7 @@
 
 #include "skipstep/detail/error.hpp"
 #include "skipstep/interop/detail/float16.hpp"
-#include "skipstep/interop/detail/torch_avx2_math.hpp"
+#include "skipstep/interop/detail/torch_avx2_kernel.hpp"
 
 namespace skipstep {
 
@@ -144,8 +144,9 @@ class torch_generator {
   /// - n < 16: the scalar path, one scalar_normal() per element rounded to float;
   /// - n >= 16: `normal_fill_AVX2`: n uniforms (one random() each), then every full block of 16 through
   ///   torch_cpu::normal_block16 (radii from the first 8, angles from the last 8; outputs 0..7 the cosines,
-  ///   8..15 the sines); when n % 16 != 0, 16 fresh uniforms overwrite d[n-16, n) and that window is
-  ///   transformed as one more block (n + 16 uniforms in all). Neither uses nor clears the cached normal.
+  ///   8..15 the sines; AVX2 + FMA instructions when the CPU has them, the same bits); when n % 16 != 0, 16
+  ///   fresh uniforms overwrite d[n-16, n) and that window is transformed as one more block (n + 16 uniforms
+  ///   in all). Neither uses nor clears the cached normal.
   void randn(std::span<float> out) {
     const std::size_t n = out.size();
     if (n < 16) {
@@ -156,13 +157,12 @@ class torch_generator {
     float* d = out.data();
     for (std::size_t i = 0; i < n; ++i)
       d[i] = uniform_float32();
-    for (std::size_t i = 0; i + 16 <= n; i += 16)
-      detail::torch_cpu::normal_block16(d + i);
+    detail::torch_cpu::normal_blocks16(d, n / 16);
     if (n % 16 != 0) {
       float* tail = d + (n - 16);
       for (std::size_t i = 0; i < 16; ++i)
         tail[i] = uniform_float32();
-      detail::torch_cpu::normal_block16(tail);
+      detail::torch_cpu::normal_blocks16(tail, 1);
     }
   }
 
