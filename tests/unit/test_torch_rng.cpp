@@ -224,12 +224,17 @@ std::uint64_t seed_of(const json& j) {
   return j.at("seed").get<std::uint64_t>();
 }
 
+/// A draw's dtype: its own "dtype", else the file's.
+torch_dtype dtype_of(const json& file, const json& draw) {
+  return parse_dtype(draw.value("dtype", file.value("dtype", std::string("(none)"))));
+}
+
 /// randn_<dtype>_seed<S>-style: a fresh generator per draw entry.
 void check_fresh_draws(const json& f, tally& tl, const std::string& name) {
   for (std::size_t k = 0; k < f.at("draws").size(); ++k) {
     const json& d = f.at("draws")[k];
     torch_generator g(seed_of(f));
-    const torch_dtype dtype = parse_dtype(d.value("dtype", f.at("dtype").get<std::string>()));
+    const torch_dtype dtype = dtype_of(f, d);
     compare_entry(d, randn_bits(g, dtype, numel_of(d.at("shape"))), tl, name + " draw " + std::to_string(k));
   }
 }
@@ -239,7 +244,7 @@ void check_sequence(const json& f, tally& tl, const std::string& name) {
   torch_generator g(seed_of(f));
   for (std::size_t k = 0; k < f.at("draws").size(); ++k) {
     const json& d = f.at("draws")[k];
-    const torch_dtype dtype = parse_dtype(d.value("dtype", f.at("dtype").get<std::string>()));
+    const torch_dtype dtype = dtype_of(f, d);
     const std::string where = name + " draw " + std::to_string(k);
     compare_entry(d, randn_bits(g, dtype, numel_of(d.at("shape"))), tl, where);
     if (d.contains("cached_normal_after"))
@@ -362,7 +367,7 @@ TEST_CASE("diffusers_torch_noise replays one-generator sequences: x_T, then one 
       continue;
     ++used;
     const auto shape = draws[0].at("shape").get<std::vector<std::size_t>>();
-    const torch_dtype dtype = parse_dtype(draws[0].value("dtype", f.at("dtype").get<std::string>()));
+    const torch_dtype dtype = dtype_of(f, draws[0]);
     diffusers_torch_noise<double> source(torch_generator(seed_of(f)), shape, dtype);
     const std::size_t n = numel_of(draws[0].at("shape")), batch = source.batch_size(),
                       per = source.sample_size();
