@@ -29,6 +29,8 @@
 #include "sha256.hpp"
 #include "skipstep/interop/diffusers_torch_noise.hpp"
 #include "skipstep/interop/torch_generator.hpp"
+#include "skipstep/parallel.hpp"
+#include "skipstep/step/ddim.hpp"
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;  // key order matters: the randint ranges were drawn in file order
@@ -630,4 +632,29 @@ TEST_CASE("torch float32 block kernels: the AVX2 + FMA kernel equals the portabl
   for (std::size_t i = 0; i < portable.size(); ++i)
     differing += std::bit_cast<std::uint32_t>(portable[i]) != std::bit_cast<std::uint32_t>(fast[i]);
   CHECK(differing == 0);
+}
+
+TEST_CASE("diffusers_torch_noise under parallel_apply_step gives the serial run's bits", "[torch_rng]") {
+  // The pool requests a step's blocks concurrently and in any order; the first one draws the whole tensor.
+  using namespace skipstep;
+  const affine_step noisy = ddim_step(prediction_type::epsilon, 0.3, 0.6, sigma_choice{0.4, 0.4});
+  const std::vector<std::size_t> shape{2, 4, 128, 128};  // 131072 elements: above parallel_step_min_elements
+  const std::size_t n = 2 * 4 * 128 * 128;
+  for (const std::size_t threads : {2u, 3u}) {
+    thread_pool pool(threads);
+    auto serial_noise = diffusers_torch_noise<float>::from_seeds(std::vector<std::uint64_t>{3, 4}, shape,
+                                                                 torch_dtype::float32);
+    auto parallel_noise = diffusers_torch_noise<float>::from_seeds(std::vector<std::uint64_t>{3, 4}, shape,
+                                                                   torch_dtype::float32);
+    std::vector<float> serial(n), parallel(n), model(n, 0.25f);
+    serial_noise.draw_initial(serial);
+    parallel_noise.draw_initial(parallel);
+    for (std::size_t step = 0; step < 3; ++step) {
+      apply_step<float>(noisy, serial, model, x0_processing::none(), 2, serial_noise, step);
+      parallel_apply_step<float>(pool, noisy, std::span<float>(parallel), model, x0_processing::none(), 2,
+                                 parallel_noise, step);
+    }
+    CHECK(serial == parallel);
+    CHECK(parallel_noise.generator(1).words_used() == serial_noise.generator(1).words_used());
+  }
 }

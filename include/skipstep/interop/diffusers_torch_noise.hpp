@@ -10,6 +10,8 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <utility>
@@ -34,8 +36,9 @@ namespace skipstep {
 /// rounded to T) into a buffer allocated once at construction; every block of that step is then served from
 /// it, in any order. Steps must be requested in order, first_step, first_step + 1, ... (a sampler asks only
 /// at steps that add noise, which is where diffusers' schedulers call randn_tensor); revisiting an older step
-/// or skipping one throws std::invalid_argument. Not safe for concurrent calls (use the serial samplers, not
-/// parallel_apply_step).
+/// or skipping one throws std::invalid_argument. Calls are serialised by a mutex, so the concurrent requests
+/// of parallel_apply_step (a sampler with a thread_pool) get the same values as a serial run. Movable, not
+/// copyable.
 template <class T>
 requires std::same_as<T, float> || std::same_as<T, double>
 class diffusers_torch_noise {
@@ -101,6 +104,7 @@ class diffusers_torch_noise {
   void draw_initial(std::span<T> out, double init_noise_sigma = 1.0,
                     torch_dtype latent_dtype = torch_dtype::float32) {
     constexpr const char* fn = "diffusers_torch_noise::draw_initial";
+    const std::lock_guard<std::mutex> lock(*mutex_);
     if (out.size() != noise_.size())
       detail::throw_invalid(fn, "out.size()", "must equal prod(shape) = " + std::to_string(noise_.size()),
                             out.size());
@@ -133,6 +137,7 @@ class diffusers_torch_noise {
   /// past the sample's end.
   void operator()(std::span<T> out, noise_position at) {
     constexpr const char* fn = "diffusers_torch_noise";
+    const std::lock_guard<std::mutex> lock(*mutex_);
     if (!has_step_ || at.step != current_step_) {
       if (at.step != next_step_) {
         std::string rule =
@@ -247,6 +252,7 @@ class diffusers_torch_noise {
   std::uint64_t next_step_ = 0;
   std::uint64_t current_step_ = 0;
   bool has_step_ = false;
+  std::unique_ptr<std::mutex> mutex_ = std::make_unique<std::mutex>();  // a pointer keeps the source movable
 };
 
 }  // namespace skipstep
