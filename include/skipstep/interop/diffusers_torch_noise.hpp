@@ -27,10 +27,10 @@ namespace skipstep {
 /// A NoiseSource (step/noise_source.hpp) that draws in diffusers' order from torch CPU generators.
 ///
 /// `randn_tensor(shape, generator=G, dtype)` rules (diffusers torch_utils.py): one generator (or a list of
-/// length 1) is one `torch.randn(shape)` call of prod(shape) numbers; a list is one `torch.randn((1,) +
-/// shape[1:])` call per batch item i = 0 .. shape[0]-1 on G[i], concatenated along dim 0 (extra generators
-/// stay unused; a shorter list is an error). The numel of each call picks torch's scalar (< 16) or vector
-/// path, so a list draws differently from one generator even for the same seeds.
+/// length 1) is one `torch.randn(shape)` call of prod(shape) numbers; a list is one call
+/// `torch.randn((1,) + shape[1:])` per batch item i = 0 .. shape[0]-1 on G[i], concatenated along dim 0
+/// (extra generators stay unused; a shorter list is an error). The numel of each call picks torch's scalar
+/// (fewer than 16) or vector path, so a list draws differently from one generator even for the same seeds.
 ///
 /// Stateful: the first request of a new step draws that step's whole tensor (in the noise dtype, widened or
 /// rounded to T) into a buffer allocated once at construction; every block of that step is then served from

@@ -73,11 +73,10 @@ class torch_generator {
   explicit torch_generator(std::uint64_t seed = default_seed) { manual_seed(seed); }
 
   /// `Generator.manual_seed(seed)` → CPUGeneratorImpl::set_current_seed: engine = mt19937(seed & 0xffffffff)
-  /// (MT19937RNGEngine.h `init_with_uint32`: state[0] = s, state[j] = 1812433253·(state[j-1] ^ (state[j-1] >>
-  /// 30))
-  /// + j; std::mt19937's seeding, the same words), and both cached normals cleared. Only the low 32 bits of
-  /// the seed matter: seeds 2^32 and 0 give the same numbers, although initial_seed() still reports the full
-  /// value.
+  /// (MT19937RNGEngine.h `init_with_uint32`: state[0] = s, state[j] = 1812433253·(state[j-1] ^
+  /// (state[j-1] >> 30)) plus j, mod 2^32; std::mt19937's seeding, the same words), and both cached normals
+  /// cleared. Only the low 32 bits of the seed matter: seeds 2^32 and 0 give the same numbers, although
+  /// initial_seed() still reports the full value.
   torch_generator& manual_seed(std::uint64_t seed) {
     seed_ = seed;
     engine_.seed(static_cast<std::mt19937::result_type>(seed & 0xFFFFFFFFu));
@@ -235,19 +234,19 @@ class torch_generator {
   }
 
  private:
-  /// uniform_real_distribution<float>(0, 1): the low 24 bits of one output times 2^-24.
+  /// `uniform_real_distribution<float>(0, 1)`: the low 24 bits of one output times 2^-24.
   [[nodiscard]] float uniform_float32() { return static_cast<float>(random() & 0xFFFFFFu) * 0x1p-24f; }
-  /// uniform_real_distribution<double>(0, 1): the low 53 bits of random64() times 2^-53.
+  /// `uniform_real_distribution<double>(0, 1)`: the low 53 bits of random64() times 2^-53.
   [[nodiscard]] double uniform_float64() {
     return static_cast<double>(random64() & ((std::uint64_t{1} << 53) - 1u)) * 0x1p-53;
   }
-  /// uniform_real_distribution<at::Half>(0, 1): the low 11 bits of one output times 2^-11, as binary16
+  /// `uniform_real_distribution<at::Half>(0, 1)`: the low 11 bits of one output times 2^-11, as binary16
   /// (exact).
   [[nodiscard]] std::uint16_t uniform_float16_bits() {
     return detail::float_to_half_bits(static_cast<float>(random() & 0x7FFu) * 0x1p-11f);
   }
 
-  /// normal_fill_16<double> (DistributionTemplates.h) with mean 0, std 1.
+  /// `normal_fill_16<double>` (DistributionTemplates.h) with mean 0, std 1.
   static void normal_block16_float64(double* d) {
     for (std::size_t j = 0; j < 8; ++j) {
       const double u1 = 1.0 - d[j];
@@ -259,7 +258,7 @@ class torch_generator {
     }
   }
 
-  /// normal_fill_16<at::Half>: c10::Half arithmetic goes through float; assignments round to binary16 (a
+  /// `normal_fill_16<at::Half>`: c10::Half arithmetic goes through float; assignments round to binary16 (a
   /// double θ first to float, as at::Half(float) is the only converting constructor).
   static void normal_block16_float16(std::uint16_t* d) {
     using detail::float_to_half_bits;
