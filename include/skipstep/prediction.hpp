@@ -12,15 +12,18 @@ namespace skipstep {
 /// The quantity a network outputs at (x_t, t). With ā = ā_t and m the output:
 ///  - epsilon: m = ε̂ (Ho et al. 2020);
 ///  - v:       m = v̂ = √ā·ε̂ − √(1−ā)·x̂0 (Salimans & Ho 2022, "v-prediction");
-///  - sample:  m = x̂0.
-enum class prediction_type { epsilon, v, sample };
+///  - sample:  m = x̂0;
+///  - flow:    m = û = ε̂ − x̂0, the rectified-flow velocity (Liu et al. 2023; diffusers "flow_prediction").
+enum class prediction_type { epsilon, v, sample, flow };
 
-/// Parses diffusers' names "epsilon", "v_prediction" (or "v") and "sample".
+/// Parses diffusers' names "epsilon", "v_prediction" (or "v"), "sample" and "flow_prediction" (or "flow").
 [[nodiscard]] inline prediction_type parse_prediction_type(std::string_view name) {
   if (name == "epsilon") return prediction_type::epsilon;
   if (name == "v_prediction" || name == "v") return prediction_type::v;
   if (name == "sample") return prediction_type::sample;
-  detail::throw_invalid("parse_prediction_type", "name", "must be epsilon, v_prediction or sample", name);
+  if (name == "flow_prediction" || name == "flow") return prediction_type::flow;
+  detail::throw_invalid("parse_prediction_type", "name", "must be epsilon, v_prediction, sample or flow_prediction",
+                        name);
 }
 
 /// The linear maps x̂0 = x0_from_sample·x + x0_from_model·m and ε̂ = eps_from_sample·x + eps_from_model·m.
@@ -55,6 +58,11 @@ namespace detail {
       if (a == 1.0)
         throw_domain(function, argument, "is 1 (no noise): sample prediction cannot recover epsilon there", a);
       return {0.0, 1.0, 1.0 / sb, -sa / sb};
+    case prediction_type::flow: {
+      // x = √ā·x0 + √(1−ā)·ε and u = ε − x0: x0 = (x − √(1−ā)·u)/(√ā + √(1−ā)), ε = (x + √ā·u)/(√ā + √(1−ā)).
+      const double n = sa + sb;
+      return {1.0 / n, -sb / n, 1.0 / n, sa / n};
+    }
   }
   throw_invalid(function, "prediction type", "is not a prediction_type value", static_cast<int>(kind));
 }

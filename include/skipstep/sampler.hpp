@@ -4,6 +4,7 @@
 /// once a workspace exists. DDIM (any sigma policy), ancestral DDPM and DDIM inversion share the loop.
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -24,6 +25,7 @@
 #include "skipstep/step/ddpm.hpp"
 #include "skipstep/step/noise_source.hpp"
 #include "skipstep/step/sigma.hpp"
+#include "skipstep/step/solver_row.hpp"
 #include "skipstep/step/transitions.hpp"
 #include "skipstep/step/x0_transform.hpp"
 #include "skipstep/tensor.hpp"
@@ -69,8 +71,9 @@ struct step_info {
   std::size_t step_index;     ///< i = 0..N−1.
   std::size_t num_steps;      ///< N.
   std::int64_t timestep;      ///< t_i the model was evaluated at.
-  double alpha_cumprod_from;  ///< level before the step.
+  double alpha_cumprod_from;  ///< level before the step (α² of the path's level).
   double alpha_cumprod_to;    ///< level after the step.
+  double model_time = 0.0;    ///< the exact time of the step's first model evaluation (fractional on σ grids).
 };
 
 /// Marker: no per-step callback.
@@ -90,6 +93,10 @@ struct sampler_workspace {
   std::vector<T> x0;            ///< x̂0 of the current step (filled when a callback is given).
   std::vector<T> scratch;       ///< one sample's scratch (per thread) for dynamic thresholding.
   std::vector<T> noise;         ///< a step's noise, drawn first when the source may throw (sized on first use).
+  std::vector<T> state;         ///< a multi-stage solver's saved state S (sized on first use).
+  std::vector<T> history;       ///< a multistep solver's ring of past x̂0 / ε̂ buffers (sized on first use).
+  const void* history_owner = nullptr;  ///< the sampler whose run left `state`/`history` valid ...
+  std::size_t history_next_step = 0;    ///< ... up to (not including) this step: where a resumed run may start.
   thread_pool* pool = nullptr;  ///< opt-in: run each step over this pool (same bits as one thread).
 
   /// A workspace for tensors of `size` elements; with a pool, steps of large tensors use its threads.
@@ -114,8 +121,18 @@ class sampler {
   [[nodiscard]] const std::vector<step_transition>& transitions() const noexcept { return transitions_; }
   /// The coefficients of every step, computed in double at construction.
   [[nodiscard]] const std::vector<affine_step>& coefficients() const noexcept { return coefficients_; }
-  /// N, the number of model evaluations of a full run.
+  /// N, the number of steps of a full run.
   [[nodiscard]] std::size_t num_steps() const noexcept { return transitions_.size(); }
+  /// The plan's rows, one per model evaluation (N for single-step samplers; coefficients()[k] is row k's core).
+  [[nodiscard]] const std::vector<solver_row>& rows() const noexcept { return rows_; }
+  /// History buffers the plan needs in the workspace (0 for single-step samplers).
+  [[nodiscard]] std::size_t history_slots() const noexcept { return history_slots_; }
+  /// True when every model time is an integer, so that a predictor taking an integer timestep can be used.
+  [[nodiscard]] bool has_integral_model_times() const noexcept {
+    for (const solver_row& r : rows_)
+      if (r.model_time != std::nearbyint(r.model_time)) return false;
+    return true;
+  }
   /// The options the sampler was built with.
   [[nodiscard]] const sampler_options& options() const noexcept { return options_; }
   /// Model output elements per sample element: 1, or 2 for a learned-variance DDPM model ([m_b; v_b] per sample).
@@ -130,9 +147,8 @@ class sampler {
 
   /// True when some step adds noise (then `sample` needs a noise source).
   [[nodiscard]] bool is_stochastic() const noexcept {
-    for (std::size_t i = 0; i < transitions_.size(); ++i)
-      if (step_draws_noise(i))
-        return true;
+    for (std::size_t r = 0; r < rows_.size(); ++r)
+      if (row_draws_noise(r)) return true;
     return false;
   }
 
@@ -169,11 +185,21 @@ class sampler {
     if (first_step > num_steps())
       detail::throw_invalid(fn, "first_step", "must be <= num_steps = " + std::to_string(num_steps()),
                             first_step);
+    const std::size_t first_row = row_of_step(first_step);
     if constexpr (!has_noise) {
-      for (std::size_t i = first_step; i < num_steps(); ++i)
-        if (step_draws_noise(i))
-          detail::throw_invalid(fn, "noise", "is no_noise but step " + std::to_string(i) + " adds noise",
+      for (std::size_t r = first_row; r < rows_.size(); ++r)
+        if (row_draws_noise(r))
+          detail::throw_invalid(fn, "noise", "is no_noise but step " + std::to_string(rows_[r].step) + " adds noise",
                                 "no_noise");
+    }
+    constexpr bool fractional = takes_fractional_time<F>;
+    if constexpr (!fractional) {
+      for (std::size_t r = first_row; r < rows_.size(); ++r)
+        if (rows_[r].model_time != std::nearbyint(rows_[r].model_time))
+          detail::throw_invalid(fn, "predictor",
+                                "takes an integer timestep, but the model time of " + step_where(rows_[r].step) +
+                                    " is fractional; give the predictor a double time parameter",
+                                rows_[r].model_time);
     }
     constexpr bool in_pass_noise = draws_cannot_throw<noise_t, T>;
     if constexpr (BoundedCounterBasedGenerator<noise_t, T>) {
@@ -186,14 +212,31 @@ class sampler {
                                   " elements per stream",
                               xs.size() / options_.num_samples);
     }
+    // Buffers sized once per workspace (never inside the loop).
     if constexpr (has_noise && !in_pass_noise) {
-      if (workspace.noise.size() != xs.size()) workspace.noise.assign(xs.size(), T(0));  // once per workspace
+      if (workspace.noise.size() != xs.size()) workspace.noise.assign(xs.size(), T(0));
     }
+    if (uses_state_ && workspace.state.size() != xs.size()) workspace.state.assign(xs.size(), T(0));
+    if (history_slots_ > 0 && workspace.history.size() != history_slots_ * xs.size())
+      workspace.history.assign(history_slots_ * xs.size(), T(0));
+    std::array<T*, 8> history{};
+    for (std::size_t k = 0; k < history_slots_; ++k) history[k] = workspace.history.data() + k * xs.size();
+    // A multistep or multi-stage run resumed at first_step > 0 needs the history its interrupted run left.
+    if (first_step > 0 && (history_slots_ > 0 || uses_state_) &&
+        (workspace.history_owner != this || workspace.history_next_step != first_step))
+      detail::throw_invalid(fn, "first_step",
+                            "needs the solver history of the steps before it: resume with the workspace of the "
+                            "interrupted run (or build the solver for the shortened schedule)",
+                            first_step);
+    workspace.history_owner = this;
+    workspace.history_next_step = first_step;
     const std::span<T> x0_out = has_callback ? std::span<T>(workspace.x0) : std::span<T>();
     sample_result result;
-    for (std::size_t i = first_step; i < num_steps(); ++i) {
+    for (std::size_t r = first_row; r < rows_.size(); ++r) {
+      const solver_row& row = rows_[r];
+      const std::size_t i = row.step;
       const step_transition& tr = transitions_[i];
-      auto run_step = [&](std::span<const T> m) {
+      auto run_row = [&](std::span<const T> m) {
         if (m.size() != factor * xs.size())
           detail::throw_invalid(fn, "model output size at " + step_where(i),
                                 "must equal " + std::string(factor == 2 ? "2 * " : "") +
@@ -201,17 +244,23 @@ class sampler {
                                 m.size());
         if (options_.check_finite) detail::check_all_finite(fn, m, "model output", i, tr.timestep);
         auto step_with = [&](auto&& source) {
-          if (!posteriors_.empty())
+          if (!row.extras.is_plain())
+            detail::apply_row_range(coefficients_[r], row.extras, xs.data(), m.data(),
+                                    row.extras.uses_state() ? workspace.state.data() : nullptr, history.data(),
+                                    xs.size() / options_.num_samples, options_.processing, source, i,
+                                    x0_out.empty() ? nullptr : x0_out.data(), workspace.scratch.data(), 0,
+                                    options_.num_samples);
+          else if (!posteriors_.empty())
             learned_variance_step(i, xs, m, source, x0_out, std::span<T>(workspace.scratch));
           else if (workspace.pool != nullptr)
-            parallel_apply_step(*workspace.pool, coefficients_[i], xs, m, options_.processing,
+            parallel_apply_step(*workspace.pool, coefficients_[r], xs, m, options_.processing,
                                 options_.num_samples, source, i, x0_out, std::span<T>(workspace.scratch));
           else
-            apply_step(coefficients_[i], xs, m, options_.processing, options_.num_samples, source, i, x0_out,
+            apply_step(coefficients_[r], xs, m, options_.processing, options_.num_samples, source, i, x0_out,
                        std::span<T>(workspace.scratch));
         };
         if constexpr (has_noise) {
-          if (step_draws_noise(i)) {
+          if (row_draws_noise(r)) {
             if constexpr (in_pass_noise) {
               step_with(noise);
             } else {
@@ -224,17 +273,26 @@ class sampler {
         }
         step_with(no_noise{});
       };
+      const auto time = [&] {
+        if constexpr (fractional)
+          return row.model_time;
+        else
+          return static_cast<std::int64_t>(std::nearbyint(row.model_time));
+      }();
       if constexpr (WritingPredictor<F, X>) {
-        predictor(std::as_const(x), tr.timestep, std::span<T>(workspace.model_output));
-        run_step(std::span<const T>(workspace.model_output));
+        predictor(std::as_const(x), time, std::span<T>(workspace.model_output));
+        run_row(std::span<const T>(workspace.model_output));
       } else {
-        const auto out = predictor(std::as_const(x), tr.timestep);
-        run_step(elements(out));
+        const auto out = predictor(std::as_const(x), time);
+        run_row(elements(out));
       }
+      if (!row.ends_step) continue;
       ++result.steps_run;
+      workspace.history_next_step = i + 1;
       if (options_.check_finite) detail::check_all_finite(fn, std::span<const T>(xs), "sample", i, tr.timestep);
       if constexpr (has_callback) {
-        const step_info info{i, num_steps(), tr.timestep, tr.alpha_cumprod_from, tr.alpha_cumprod_to};
+        const step_info info{i, num_steps(), tr.timestep, tr.alpha_cumprod_from, tr.alpha_cumprod_to,
+                             rows_[row_of_step(i)].model_time};
         using cb_result =
             std::invoke_result_t<Callback&, const step_info&, std::span<const T>, std::span<const T>>;
         if constexpr (std::is_same_v<cb_result, void>) {
@@ -262,10 +320,12 @@ class sampler {
   struct plan {
     const char* name;                          ///< the sampler's name in errors ("ddim_sampler").
     std::vector<step_transition> transitions;  ///< one per step.
-    std::vector<affine_step> coefficients;     ///< one per step.
+    std::vector<affine_step> coefficients;     ///< one per row: each row's affine core.
     /// Learned-variance DDPM only: the posterior of every step, and the variance type.
     std::vector<ddpm_posterior> posteriors = {};
     variance_type learned_variance = variance_type::fixed_small;  ///< learned or learned_range, with posteriors.
+    std::vector<solver_row> rows = {};  ///< empty: one plain row per step at its timestep.
+    std::size_t history_slots = 0;      ///< history buffers the rows use.
   };
 
   /// Samplers are built by the derived classes, which compute the plan.
@@ -274,22 +334,57 @@ class sampler {
         sample_name_(std::string(p.name) + "::sample"),
         transitions_(std::move(p.transitions)),
         coefficients_(std::move(p.coefficients)),
+        rows_(std::move(p.rows)),
         posteriors_(std::move(p.posteriors)),
         learned_variance_(p.learned_variance),
+        history_slots_(p.history_slots),
         options_(options) {
     if (options_.num_samples == 0)
       detail::throw_invalid(name_, "options.num_samples", "must be >= 1", 0);
     options_.processing.validate(name_);
+    if (rows_.empty()) {  // one plain row per step, at the step's integer timestep
+      rows_.resize(transitions_.size());
+      for (std::size_t i = 0; i < rows_.size(); ++i)
+        rows_[i] = solver_row{i, static_cast<double>(transitions_[i].timestep), true, {}};
+    }
+    if (coefficients_.size() != rows_.size())
+      detail::throw_invalid(name_, "plan", "must have one affine core per row (" + std::to_string(rows_.size()) + ")",
+                            coefficients_.size());
+    if (history_slots_ > max_history_slots)
+      detail::throw_invalid(name_, "plan history slots", "must be <= " + std::to_string(max_history_slots),
+                            history_slots_);
+    step_first_row_.assign(transitions_.size() + 1, rows_.size());
+    for (std::size_t r = rows_.size(); r-- > 0;) {
+      const solver_row& row = rows_[r];
+      if (row.step >= transitions_.size() || (r > 0 && row.step < rows_[r - 1].step))
+        detail::throw_invalid(name_, "plan row " + std::to_string(r) + " step", "must be a valid, non-decreasing step",
+                              row.step);
+      step_first_row_[row.step] = r;
+      uses_state_ = uses_state_ || row.extras.uses_state();
+      for (std::size_t j = 0; j < row.extras.history_reads; ++j)
+        if (row.extras.history[j].slot >= history_slots_)
+          detail::throw_invalid(name_, "plan row " + std::to_string(r) + " history slot",
+                                "must be < " + std::to_string(history_slots_), row.extras.history[j].slot);
+      if (row.extras.store_slot >= static_cast<int>(history_slots_))
+        detail::throw_invalid(name_, "plan row " + std::to_string(r) + " store slot",
+                              "must be < " + std::to_string(history_slots_), row.extras.store_slot);
+    }
   }
+
+  /// The most history buffers a plan may use.
+  static constexpr std::size_t max_history_slots = 8;
+
+  /// The first row of step i (rows().size() for i = N).
+  [[nodiscard]] std::size_t row_of_step(std::size_t i) const noexcept { return step_first_row_[i]; }
 
   /// "step 3 (t = 700)", the position of step i in error messages.
   [[nodiscard]] std::string step_where(std::size_t i) const {
     return "step " + std::to_string(i) + " (t = " + std::to_string(transitions_[i].timestep) + ")";
   }
 
-  /// True when step i adds noise.
-  [[nodiscard]] bool step_draws_noise(std::size_t i) const noexcept {
-    return transitions_[i].noise_allowed && coefficients_[i].noise_std != 0.0;
+  /// True when row r adds noise.
+  [[nodiscard]] bool row_draws_noise(std::size_t r) const noexcept {
+    return transitions_[rows_[r].step].noise_allowed && coefficients_[r].noise_std != 0.0;
   }
 
  private:
@@ -325,8 +420,12 @@ class sampler {
   std::string sample_name_;  ///< "ddim_sampler::sample", the function named by run-time errors.
   std::vector<step_transition> transitions_;
   std::vector<affine_step> coefficients_;
+  std::vector<solver_row> rows_;
   std::vector<ddpm_posterior> posteriors_;  ///< non-empty only for a learned-variance DDPM sampler.
   variance_type learned_variance_;
+  std::size_t history_slots_ = 0;
+  bool uses_state_ = false;
+  std::vector<std::size_t> step_first_row_;
   sampler_options options_;
 };
 

@@ -49,6 +49,7 @@ const char* prediction_name(prediction_type p) {
     case prediction_type::epsilon: return "epsilon";
     case prediction_type::v: return "v";
     case prediction_type::sample: return "sample";
+    case prediction_type::flow: return "flow";
   }
   return "?";
 }

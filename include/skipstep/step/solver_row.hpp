@@ -1,0 +1,139 @@
+/// @file
+/// One row of a solver's table (DESIGN.md §8): a model evaluation and the update that follows it. Every solver is a
+/// list of rows with coefficients computed once in double; the update is one pass over memory,
+///   x ← core(x, m, P(x̂0), ε̂, z) + w_S·S + Σ_j w_j·H[slot_j],
+/// where core is the affine_step of the single-step samplers, S a saved state (the sample a multi-stage step
+/// started from) and H a ring of history buffers (past x̂0 or ε̂ of multistep solvers). Before x is overwritten the
+/// row may store D = d_x·x + d_m·m + d_0·P(x̂0) into a history slot and the old x into S.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <type_traits>
+
+#include "skipstep/step/affine_step.hpp"
+#include "skipstep/step/noise_source.hpp"
+#include "skipstep/step/x0_transform.hpp"
+
+namespace skipstep {
+
+/// History buffers a row can read (DPM-Solver++ 3M reads 2, iPNDM 3).
+inline constexpr std::size_t max_history_reads = 4;
+
+/// A term w·H[slot] of a row's update.
+struct history_term {
+  std::uint8_t slot = 0;  ///< the history buffer.
+  double weight = 0.0;    ///< its coefficient.
+};
+
+/// The part of a row beyond its affine core (see the file comment). Default: nothing beyond the core.
+struct row_extras {
+  double state_weight = 0.0;                                 ///< w_S, the weight of the saved state S.
+  std::uint8_t history_reads = 0;                            ///< how many history terms follow.
+  std::array<history_term, max_history_reads> history = {};  ///< Σ_j w_j·H[slot_j].
+  int store_slot = -1;                                       ///< H[store_slot] ← D before the update (−1: none).
+  double store_sample = 0.0;                                 ///< d_x.
+  double store_model = 0.0;                                  ///< d_m.
+  double store_x0 = 0.0;                                     ///< d_0 (the processed x̂0).
+  bool save_state = false;                                   ///< S ← x (the value before the update).
+
+  /// True when the row is its affine core alone (the single-step kernels run it).
+  [[nodiscard]] bool is_plain() const noexcept {
+    return state_weight == 0.0 && history_reads == 0 && store_slot < 0 && !save_state;
+  }
+  /// True when the row reads or writes S.
+  [[nodiscard]] bool uses_state() const noexcept { return state_weight != 0.0 || save_state; }
+};
+
+/// One model evaluation of a solver's plan: which step it belongs to, the model time the network sees (fractional
+/// on σ grids), and what the update does beyond its affine core (the core is the sampler's coefficients()[row]).
+struct solver_row {
+  std::size_t step = 0;     ///< the step (noise stream address, callback) this evaluation belongs to.
+  double model_time = 0.0;  ///< the time passed to the network.
+  bool ends_step = true;    ///< the step is complete after this row (the callback runs).
+  row_extras extras = {};   ///< state and history terms (none for single-step samplers).
+};
+
+namespace detail {
+
+/// A row with extras over one range of samples (whole samples; processing per sample as in apply_step_range).
+/// `history` points at the ring's buffers (each as large as x); `state` at S. No allocation.
+template <class T, class Noise>
+void apply_row_range(const affine_step& c, const row_extras& e, T* xs, const T* ms, T* state, T* const* history,
+                     std::size_t per_sample, const x0_processing& processing, Noise& noise, std::size_t step_index,
+                     T* x0_out, T* scratch, std::size_t sample_begin, std::size_t sample_end) {
+  using noise_t = std::remove_cvref_t<Noise>;
+  constexpr bool has_noise_source = !std::is_same_v<noise_t, no_noise>;
+  const bool draw = has_noise_source && c.noise_std != 0.0;
+  const T zs = static_cast<T>(c.noise_std);
+  const T px = static_cast<T>(c.pred.x0_from_sample), pm = static_cast<T>(c.pred.x0_from_model);
+  const T ex = static_cast<T>(c.pred.eps_from_sample), em = static_cast<T>(c.pred.eps_from_model);
+  const T rx = static_cast<T>(c.reeps_from_sample), r0 = static_cast<T>(c.reeps_from_x0);
+  const T w0 = static_cast<T>(c.x0_weight), we = static_cast<T>(c.eps_weight), wx = static_cast<T>(c.sample_weight);
+  const T ws = static_cast<T>(e.state_weight);
+  const T dx = static_cast<T>(e.store_sample), dm = static_cast<T>(e.store_model), d0 = static_cast<T>(e.store_x0);
+  const std::size_t reads = e.history_reads;
+  std::array<const T*, max_history_reads> h{};
+  std::array<T, max_history_reads> hw{};
+  for (std::size_t j = 0; j < reads; ++j) {
+    h[j] = history[e.history[j].slot];
+    hw[j] = static_cast<T>(e.history[j].weight);
+  }
+  T* const store = e.store_slot >= 0 ? history[e.store_slot] : nullptr;
+  const bool reeps = processing.use_clipped_model_output;
+  const bool thresholding = processing.mode == x0_processing::kind::dynamic_threshold;
+  std::array<T, noise_block> z{};
+  for (std::size_t s = sample_begin; s < sample_end; ++s) {
+    T lo = -std::numeric_limits<T>::infinity(), hi = std::numeric_limits<T>::infinity(), scale = T(1);
+    bool divide = false;
+    if (processing.mode == x0_processing::kind::clip) {
+      lo = static_cast<T>(-processing.clip_range);
+      hi = static_cast<T>(processing.clip_range);
+    } else if (thresholding) {
+      for (std::size_t i = 0; i < per_sample; ++i) {
+        const std::size_t k = s * per_sample + i;
+        scratch[i] = std::abs(px * xs[k] + pm * ms[k]);
+      }
+      const double q = quantile_in_place(std::span<T>(scratch, per_sample), processing.dynamic_thresholding_ratio);
+      const double th = std::min(std::max(q, 1.0), processing.sample_max_value);
+      scale = std::max(static_cast<T>(th), std::numeric_limits<T>::min());
+      lo = -scale;
+      hi = scale;
+      divide = true;
+    }
+    for (std::size_t j = 0; j < per_sample; j += noise_block) {
+      const std::size_t len = std::min(noise_block, per_sample - j);
+      if constexpr (has_noise_source) {
+        if (draw) draw_noise<T>(noise, std::span<T>(z.data(), len), noise_position{s, step_index, j});
+      }
+      for (std::size_t i = 0; i < len; ++i) {
+        const std::size_t k = s * per_sample + j + i;
+        const T xv = xs[k], mv = ms[k];
+        T x0 = px * xv + pm * mv;
+        if (processing.mode != x0_processing::kind::none) {
+          x0 = std::clamp(x0, lo, hi);
+          if (divide) x0 = x0 / scale;
+        }
+        const T eps = reeps ? rx * xv + r0 * x0 : ex * xv + em * mv;
+        T out = w0 * x0 + we * eps + wx * xv;
+        if (state != nullptr) {
+          out += ws * state[k];
+          if (e.save_state) state[k] = xv;
+        }
+        for (std::size_t r = 0; r < reads; ++r) out += hw[r] * h[r][k];
+        if (draw) out += zs * z[i];
+        if (store != nullptr) store[k] = dx * xv + dm * mv + d0 * x0;
+        if (x0_out != nullptr) x0_out[k] = x0;
+        xs[k] = out;
+      }
+    }
+  }
+}
+
+}  // namespace detail
+}  // namespace skipstep
