@@ -125,6 +125,8 @@ class sampler {
   [[nodiscard]] std::size_t num_steps() const noexcept { return transitions_.size(); }
   /// The plan's rows, one per model evaluation (N for single-step samplers; coefficients()[k] is row k's core).
   [[nodiscard]] const std::vector<solver_row>& rows() const noexcept { return rows_; }
+  /// The first row of step i (rows().size() for i = N); i must be <= N.
+  [[nodiscard]] std::size_t row_of_step(std::size_t i) const { return step_first_row_.at(i); }
   /// History buffers the plan needs in the workspace (0 for single-step samplers).
   [[nodiscard]] std::size_t history_slots() const noexcept { return history_slots_; }
   /// True when every model time is an integer, so that a predictor taking an integer timestep can be used.
@@ -374,8 +376,6 @@ class sampler {
   /// The most history buffers a plan may use.
   static constexpr std::size_t max_history_slots = 8;
 
-  /// The first row of step i (rows().size() for i = N).
-  [[nodiscard]] std::size_t row_of_step(std::size_t i) const noexcept { return step_first_row_[i]; }
 
   /// "step 3 (t = 700)", the position of step i in error messages.
   [[nodiscard]] std::string step_where(std::size_t i) const {

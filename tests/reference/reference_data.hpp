@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <functional>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -34,7 +36,13 @@ inline fs::path reference_dir() {
 
 /// The scheduler classes this runner replays; cases of other classes are skipped and counted.
 inline const std::set<std::string>& implemented_classes() {
-  static const std::set<std::string> classes{"DDIMScheduler", "DDPMScheduler", "DDIMInverseScheduler"};
+  static const std::set<std::string> classes{"DDIMScheduler",
+                                             "DDPMScheduler",
+                                             "DDIMInverseScheduler",
+                                             "EulerDiscreteScheduler",
+                                             "EulerAncestralDiscreteScheduler",
+                                             "HeunDiscreteScheduler",
+                                             "FlowMatchEulerDiscreteScheduler"};
   return classes;
 }
 
@@ -87,5 +95,72 @@ inline skipstep::noise_schedule<double> schedule_from_config(const json& cfg) {
   if (cfg.value("rescale_betas_zero_snr", false)) s = s.rescale_zero_terminal_snr();
   return s;
 }
+
+/// The README's portable generator "splitmix64-irwinhall12/1".
+inline std::vector<double> portable_draw(std::uint64_t seed, std::uint32_t draw, std::size_t n) {
+  std::uint64_t state = (seed << 32) | draw;
+  std::vector<double> out(n);
+  for (std::size_t e = 0; e < n; ++e) {
+    double s = 0.0;
+    for (int j = 0; j < 12; ++j) {
+      state += 0x9E3779B97F4A7C15ull;
+      std::uint64_t z = state;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      z ^= z >> 31;
+      s += static_cast<double>(z >> 11) * 0x1p-53;
+    }
+    out[e] = s - 6.0;
+  }
+  return out;
+}
+
+/// The README's deterministic model: out = 0.6·tanh(x) + 0.3·sin(x + 0.002·t), left to right.
+inline std::vector<double> reference_model(const std::vector<double>& x, double t) {
+  std::vector<double> out(x.size());
+  const double tt = 0.002 * t;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double a = 0.6 * std::tanh(x[i]);
+    const double b = 0.3 * std::sin(x[i] + tt);
+    out[i] = a + b;
+  }
+  return out;
+}
+
+inline double max_abs(const std::vector<double>& v) {
+  double m = 0.0;
+  for (double e : v) m = std::max(m, std::abs(e));
+  return m;
+}
+
+/// max|a − b| / max|b| (b the reference), +inf if either is non-finite where the other is not.
+inline double rel_dev(const std::vector<double>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
+  double d = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
+    d = std::max(d, std::abs(a[i] - b[i]));
+  }
+  const double scale = max_abs(b);
+  return scale > 0.0 ? d / scale : d;
+}
+
+inline bool all_finite(const std::vector<double>& v) {
+  return std::all_of(v.begin(), v.end(), [](double e) { return std::isfinite(e); });
+}
+
+/// Per-class results of the runner (printed as one line per class).
+struct tally {
+  int passed = 0, failed = 0, skipped = 0;
+  double worst_pure = 0.0, worst_state = 0.0, worst_real = 0.0, worst_real_ratio = 0.0, worst_step = 0.0, worst_traj = 0.0;
+};
+
+/// Records one check of a case (the runner counts the case as failed if any check fails).
+using check_fn = std::function<void(bool, const std::string&)>;
+
+/// True for the σ-space and flow classes replayed by replay_sigma_case (replay_sigma.cpp).
+bool is_sigma_class(const std::string& scheduler_class);
+/// Replays one case of EulerDiscrete, EulerAncestralDiscrete, HeunDiscrete or FlowMatchEulerDiscrete.
+void replay_sigma_case(const json& c, tally& t, const check_fn& check);
 
 }  // namespace skipstep_reference

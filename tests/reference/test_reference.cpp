@@ -35,59 +35,6 @@ using namespace skipstep_reference;
 
 namespace {
 
-/// The README's portable generator "splitmix64-irwinhall12/1".
-std::vector<double> portable_draw(std::uint64_t seed, std::uint32_t draw, std::size_t n) {
-  std::uint64_t state = (seed << 32) | draw;
-  std::vector<double> out(n);
-  for (std::size_t e = 0; e < n; ++e) {
-    double s = 0.0;
-    for (int j = 0; j < 12; ++j) {
-      state += 0x9E3779B97F4A7C15ull;
-      std::uint64_t z = state;
-      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-      z ^= z >> 31;
-      s += static_cast<double>(z >> 11) * 0x1p-53;
-    }
-    out[e] = s - 6.0;
-  }
-  return out;
-}
-
-/// The README's deterministic model: out = 0.6·tanh(x) + 0.3·sin(x + 0.002·t), left to right.
-std::vector<double> reference_model(const std::vector<double>& x, std::int64_t t) {
-  std::vector<double> out(x.size());
-  const double tt = 0.002 * static_cast<double>(t);
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const double a = 0.6 * std::tanh(x[i]);
-    const double b = 0.3 * std::sin(x[i] + tt);
-    out[i] = a + b;
-  }
-  return out;
-}
-
-double max_abs(const std::vector<double>& v) {
-  double m = 0.0;
-  for (double e : v) m = std::max(m, std::abs(e));
-  return m;
-}
-
-/// max|a − b| / max|b| (b the reference), +inf if either is non-finite where the other is not.
-double rel_dev(const std::vector<double>& a, const std::vector<double>& b) {
-  REQUIRE(a.size() == b.size());
-  double d = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
-    d = std::max(d, std::abs(a[i] - b[i]));
-  }
-  const double scale = max_abs(b);
-  return scale > 0.0 ? d / scale : d;
-}
-
-bool all_finite(const std::vector<double>& v) {
-  return std::all_of(v.begin(), v.end(), [](double e) { return std::isfinite(e); });
-}
-
 /// diffusers' timestep list rebuilt with skipstep's factories (N from set_timesteps, or custom, or the full chain).
 timestep_schedule timesteps_from_case(const json& c, std::size_t T) {
   const json& cfg = c.at("config");
@@ -116,10 +63,6 @@ x0_processing processing_from(const json& cfg, bool use_clipped) {
   return p.with_clipped_model_output(use_clipped);
 }
 
-struct tally {
-  int passed = 0, failed = 0, skipped = 0;
-  double worst_pure = 0.0, worst_state = 0.0, worst_real = 0.0, worst_real_ratio = 0.0, worst_step = 0.0, worst_traj = 0.0;
-};
 
 struct replay_setup {
   std::string cls;
@@ -234,6 +177,18 @@ TEST_CASE("diffusers reference cases replay through skipstep", "[reference]") {
     }
     tally& t = by_class[cls];
     const json& cfg = c.at("config");
+    if (is_sigma_class(cls) && c.at("group") != "error") {
+      bool sigma_ok = true;
+      replay_sigma_case(c, t, [&](bool cond, const std::string& what) {
+        if (!cond) {
+          sigma_ok = false;
+          UNSCOPED_INFO(name << ": " << what);
+          CHECK(cond);
+        }
+      });
+      sigma_ok ? ++t.passed : ++t.failed;
+      continue;
+    }
     const auto T = cfg.at("num_train_timesteps").get<std::size_t>();
     bool ok = true;
     auto check = [&](bool cond, const std::string& what) {

@@ -1,0 +1,263 @@
+// The σ-space and flow classes of the reference runner: EulerDiscrete, EulerAncestralDiscrete, HeunDiscrete and
+// FlowMatchEulerDiscrete. Each case is replayed on diffusers' own recorded grid (its float32 `sigmas` and
+// `timesteps`, promoted to double: the float64-state setting); the grid construction itself is checked against the
+// same cases by test_sigma_grids.cpp. skipstep's state is the path's x_t = α·x̃ (the model input), so diffusers'
+// σ-space samples are converted with α = 1/√(σ̃² + 1) at each end (flow samples are x_t already).
+//
+// Bounds, derived rather than fitted:
+//  - isolated step: 4× the step's spread when each level moves by 2 float32 ulps (diffusers' scalars are float32)
+//    plus 16 float32 ulps of the step's magnitude (its float32 cast of the sample and of each scalar product);
+//  - trajectory and final sample against diffusers' float64-state run: that run still casts the sample to float32
+//    inside every step (reference README, "Where float32 creeps in", 4 and 8), so |ours − state| is bounded by
+//    propagating one float32 rounding of the step's input and output per step through the steps' gains,
+//    e_{k+1} = g_k·e_k + 2⁻²⁴·(|x̃_k| + |x̃_{k+1}|), g_k = |A_k| + |B_k|·L·c_k (A, B the step's σ-space weights of
+//    x̃ and m, L = 0.9 the reference model's Lipschitz constant, c_k the model-input scale), with a factor 4;
+//  - against diffusers' real output: the triangle inequality, |ours − real| ≤ |ours − state| + |state − real|,
+//    the second term recorded in the case (max_abs_diff_any_step / max_abs_diff_final).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "reference_data.hpp"
+#include "skipstep/solver/euler.hpp"
+
+using namespace skipstep;
+
+namespace skipstep_reference {
+
+bool is_sigma_class(const std::string& cls) {
+  return cls == "EulerDiscreteScheduler" || cls == "EulerAncestralDiscreteScheduler" ||
+         cls == "HeunDiscreteScheduler" || cls == "FlowMatchEulerDiscreteScheduler";
+}
+
+namespace {
+
+constexpr double u32 = 0x1p-24;  // float32 unit roundoff
+
+struct sigma_case {
+  std::string cls;
+  bool flow = false, heun = false;
+  sigma_grid grid;
+  sampler_options options;
+  euler_churn churn;
+  bool stochastic_flow = false;
+  std::size_t num_samples = 1;
+};
+
+/// diffusers' recorded grid as skipstep's: Heun's doubled entries once; log_linear's unused extra level dropped.
+sigma_grid recorded_grid(const json& c, bool heun) {
+  std::vector<double> times = tensor(c.at("timesteps")), levels = tensor(c.at("sigmas"));
+  if (heun) {
+    std::vector<double> t1{times.front()}, s1{levels.front()};
+    for (std::size_t k = 1; k < times.size(); k += 2) t1.push_back(times[k]);
+    for (std::size_t k = 1; k < levels.size(); k += 2) s1.push_back(levels[k]);
+    times = t1;
+    levels = s1;
+  }
+  levels.resize(times.size() + 1);  // log_linear: diffusers' steps never reach its last (N+2-th) level
+  return sigma_grid{levels, times};
+}
+
+sampler build_sampler(const sigma_case& s, const sigma_grid& grid, double churn_steps) {
+  if (s.flow) return flow_euler_sampler(grid, s.options, s.stochastic_flow);
+  if (s.heun) return heun_sampler(grid, s.options);
+  if (s.cls == "EulerAncestralDiscreteScheduler") return euler_ancestral_sampler(grid, 1.0, s.options);
+  euler_churn churn = s.churn;  // γ = min(s_churn/N, √2 − 1): keep the run's N when the grid is one step
+  churn.s_churn = s.churn.s_churn * static_cast<double>(grid.size()) / churn_steps;
+  return euler_sampler(grid, s.options, churn);
+}
+
+level level_of(const sigma_case& s, double v) { return s.flow ? level::flow(v) : level::from_sigma_tilde(v); }
+
+}  // namespace
+
+void replay_sigma_case(const json& c, tally& t, const check_fn& check) {
+  sigma_case s;
+  s.cls = c.at("scheduler_class").get<std::string>();
+  s.flow = s.cls == "FlowMatchEulerDiscreteScheduler";
+  s.heun = s.cls == "HeunDiscreteScheduler";
+  const json& cfg = c.at("config");
+  const json& sk = c.at("step_kwargs");
+  s.num_samples = c.at("shape").at(0).get<std::size_t>();
+  s.options.num_samples = s.num_samples;
+  s.options.prediction = s.flow ? prediction_type::flow
+                                : parse_prediction_type(cfg.value("prediction_type", std::string("epsilon")));
+  if (s.heun && cfg.value("clip_sample", false))
+    s.options.processing = x0_processing::clip(cfg.value("clip_sample_range", 1.0));
+  if (sk.is_object()) {
+    s.churn.s_churn = sk.value("s_churn", 0.0);
+    s.churn.s_tmin = sk.value("s_tmin", 0.0);
+    if (sk.contains("s_tmax")) s.churn.s_tmax = number(sk.at("s_tmax"));
+    s.churn.s_noise = sk.value("s_noise", 1.0);
+  }
+  s.stochastic_flow = s.flow && cfg.value("stochastic_sampling", false);
+  s.grid = recorded_grid(c, s.heun);
+  const std::size_t n = s.grid.size();
+  const sampler full = build_sampler(s, s.grid, static_cast<double>(n));
+  const std::vector<solver_row>& rows = full.rows();
+  const std::size_t elements = c.at("x_T").size();
+  const std::size_t per = elements / s.num_samples;
+  const auto seed = c.at("rng").at("seed").get<std::uint64_t>();
+
+  // Which portable draw a step's noise is: diffusers draws at every step for Euler ancestral and stochastic flow,
+  // and where γ > 0 for Euler (reference README, "When noise is requested").
+  std::vector<std::uint32_t> draw_of_step(n, 0);
+  std::uint32_t draws = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const bool draws_here = s.cls == "EulerAncestralDiscreteScheduler" || s.stochastic_flow ||
+                            (s.cls == "EulerDiscreteScheduler" && full.coefficients()[full.row_of_step(i)].noise_std != 0.0);
+    if (draws_here) draw_of_step[i] = ++draws;
+  }
+
+  // 1. Isolated steps (first-stage rows: every Euler / flow step, Heun's first-order calls).
+  std::vector<double> previous = tensor(c.at("x_T"));
+  for (const json& rec : c.at("steps")) {
+    const auto k = rec.at("i").get<std::size_t>();  // diffusers' step() call = our row
+    const std::vector<double> input = rec.contains("sample") ? tensor(rec.at("sample")) : previous;
+    const std::vector<double> ref_prev = tensor(rec.at("prev_sample"));
+    previous = ref_prev;
+    if (k >= rows.size()) {
+      check(false, "recorded call " + std::to_string(k) + " beyond our " + std::to_string(rows.size()) + " rows");
+      continue;
+    }
+    const solver_row& row = rows[k];
+    check(row.model_time == rec.at("t").get<double>(), "model time of call " + std::to_string(k));
+    if (s.heun && !rec.at("internals").value("state_in_first_order", true)) continue;  // covered by the trajectory
+    const std::size_t i = row.step;
+    const std::vector<double> m = tensor(rec.at("model_output"));
+    const std::vector<double> z = rec.at("noise").is_null() ? std::vector<double>(elements, 0.0) : tensor(rec.at("noise"));
+    const double to_level = s.heun && k + 1 < rows.size() ? s.grid.sigmas[i + 1] : s.grid.sigmas[i + 1];
+    auto step = [&](double p0, double p1) {
+      // A one-step grid from level i to i+1 (two steps for Heun, whose first row is the Euler half step).
+      sigma_grid g{{s.grid.sigmas[i] * (1.0 + p0), to_level * (1.0 + p1)}, {s.grid.timesteps[i]}};
+      if (s.flow)
+        for (double& v : g.sigmas) v = std::clamp(v, 0.0, 1.0);  // a flow level stays in [0, 1]
+      else
+        g.sigmas[1] = std::min(g.sigmas[1], g.sigmas[0]);  // equal levels (a final σ̃_min) stay a valid grid
+      if (s.flow && g.sigmas[0] == g.sigmas[1]) g.sigmas = {s.grid.sigmas[i], to_level};
+      if (s.heun && to_level > 0.0) {
+        g.sigmas.push_back(0.0);
+        g.timesteps.push_back(s.grid.timesteps[i + 1]);
+      }
+      const sampler one = build_sampler(s, g, static_cast<double>(n));
+      const level a = level_of(s, g.sigmas[0]), b = level_of(s, g.sigmas[1]);
+      std::vector<double> x(input.size()), x0(input.size());
+      for (std::size_t e = 0; e < x.size(); ++e) x[e] = s.flow ? input[e] : input[e] * a.alpha;
+      apply_step<double>(one.coefficients()[0], x, m, s.options.processing, s.num_samples,
+                         given_noise<double>{z, per}, 0, x0);
+      for (double& e : x) e = s.flow ? e : e / b.alpha;
+      return std::pair{x, x0};
+    };
+    const auto [ours, ours_x0] = step(0.0, 0.0);
+    double spread = 0.0;
+    for (double p : {-2.0 * 2 * u32, 2.0 * 2 * u32})
+      for (int which = 0; which < 2; ++which) {
+        const auto [px, p0] = which == 0 ? step(p, 0.0) : step(0.0, p);
+        for (std::size_t e = 0; e < px.size(); ++e)
+          spread = std::max({spread, std::abs(px[e] - ours[e]), std::abs(p0[e] - ours_x0[e])});
+      }
+    const bool churned = full.coefficients()[k].noise_std != 0.0 && s.cls == "EulerDiscreteScheduler";
+    const bool compare_x0 = !rec.at("pred_original_sample").is_null() && !churned;
+    const std::vector<double> ref_x0 = compare_x0 ? tensor(rec.at("pred_original_sample")) : std::vector<double>();
+    const double scale = std::max({max_abs(input), max_abs(m), max_abs(ref_prev), compare_x0 ? max_abs(ref_x0) : 0.0,
+                                   max_abs(z), 1.0});
+    double dev = 0.0;
+    for (std::size_t e = 0; e < ours.size(); ++e) dev = std::max(dev, std::abs(ours[e] - ref_prev[e]));
+    if (compare_x0)
+      for (std::size_t e = 0; e < ours_x0.size(); ++e) dev = std::max(dev, std::abs(ours_x0[e] - ref_x0[e]));
+    const double bound = 4.0 * spread + 16.0 * u32 * scale;
+    t.worst_step = std::max(t.worst_step, dev / bound);
+    check(dev <= bound, "isolated call " + std::to_string(k) + " deviates by " + std::to_string(dev) + " > " +
+                            std::to_string(bound));
+  }
+
+  // 2. The full run from x_T with the portable noise, converted to diffusers' space at each recorded step.
+  std::vector<double> x = tensor(c.at("x_T"));
+  const level first = level_of(s, s.grid.sigmas[0]);
+  for (double& e : x) e = s.flow ? e : e * first.alpha;
+  auto noise = [&](std::span<double> out, noise_position at) {
+    const auto d = portable_draw(seed, draw_of_step[at.step], elements);
+    const bool f32 = s.flow;  // FlowMatch's stochastic noise is requested in float32 (the sample dtype)
+    for (std::size_t e = 0; e < out.size(); ++e) {
+      const double v = d[at.sample * per + at.first_element + e];
+      out[e] = f32 ? static_cast<double>(static_cast<float>(v)) : v;
+    }
+  };
+  auto model = [](const std::vector<double>& xs, double time) { return reference_model(xs, time); };
+  std::vector<std::vector<double>> trajectory;  // diffusers' space, after each step
+  std::vector<double> bound_at;                 // the propagated |ours − state| bound after each step
+  double e_state = 0.0;
+  auto record = [&](const step_info& info, std::span<const double> xs, std::span<const double>) {
+    const level to = level_of(s, s.grid.sigmas[info.step_index + 1]);
+    std::vector<double> native(xs.begin(), xs.end());
+    for (double& e : native) e = s.flow ? e : e / to.alpha;
+    const double in_max = trajectory.empty() ? max_abs(tensor(c.at("x_T"))) : max_abs(trajectory.back());
+    // The step's gain |∂x̃'/∂x̃| bounded from its rows' state-space weights (|a| + L·|b| per evaluation, L = 0.9;
+    // Heun's second row adds its state and history terms), times α/α' to go to σ-space.
+    const std::size_t r0 = full.row_of_step(info.step_index), r1 = full.row_of_step(info.step_index + 1);
+    double gain = 1.0;
+    for (std::size_t r = r0; r < r1; ++r) {
+      const affine_step& a = full.coefficients()[r];
+      const row_extras& ex = full.rows()[r].extras;
+      const double direct = std::abs(a.sample_coeff()) + 0.9 * std::abs(a.model_coeff()) +
+                            std::abs(a.x0_weight) * 0.9 * std::abs(a.pred.x0_from_model);
+      double carried = std::abs(ex.state_weight);
+      for (std::size_t j = 0; j < ex.history_reads; ++j)
+        carried += std::abs(ex.history[j].weight) *
+                   (std::abs(full.rows()[r0].extras.store_sample) +
+                    std::abs(full.rows()[r0].extras.store_x0) *
+                        (std::abs(full.coefficients()[r0].pred.x0_from_sample) +
+                         0.9 * std::abs(full.coefficients()[r0].pred.x0_from_model)));
+      gain = gain * direct + carried;
+    }
+    const level from = level_of(s, s.grid.sigmas[info.step_index]);
+    if (!s.flow) gain *= from.alpha / to.alpha;
+    e_state = gain * e_state + u32 * (in_max + max_abs(native)) * static_cast<double>(r1 - r0);
+    trajectory.push_back(std::move(native));
+    bound_at.push_back(4.0 * e_state);
+  };
+  sampler_workspace<double> ws(x.size());
+  full.sample(model, x, noise, ws, record);
+  for (double& e : x) e = s.flow ? e : e / level_of(s, s.grid.sigmas[n]).alpha;
+  check(all_finite(x), "final sample must be finite");
+
+  const json& sv = c.at("float64_state_variant");
+  const double any_step = number(sv.at("max_abs_diff_any_step"));
+  for (const json& rec : c.at("steps")) {
+    const auto k = rec.at("i").get<std::size_t>();
+    if (k >= rows.size() || !rows[k].ends_step) continue;  // Heun's half steps are not states of ours
+    const std::size_t i = rows[k].step;
+    const auto ref = tensor(rec.at("prev_sample"));
+    if (!all_finite(ref)) continue;
+    double dev = 0.0;
+    for (std::size_t e = 0; e < ref.size(); ++e) dev = std::max(dev, std::abs(trajectory[i][e] - ref[e]));
+    const double bound = bound_at[i] + any_step + 1e-12 * std::max(1.0, max_abs(ref));
+    t.worst_traj = std::max(t.worst_traj, dev / bound);
+    check(dev <= bound, "trajectory at call " + std::to_string(k) + " deviates by " + std::to_string(dev) + " > " +
+                            std::to_string(bound));
+  }
+  const std::vector<double> state = tensor(sv.at("final_sample"));
+  const std::vector<double> real = tensor(c.at("final_sample"));
+  const double final_bound = bound_at.back() + 1e-12 * std::max(1.0, max_abs(state));
+  if (all_finite(state)) {
+    double dev = 0.0;
+    for (std::size_t e = 0; e < x.size(); ++e) dev = std::max(dev, std::abs(x[e] - state[e]));
+    t.worst_state = std::max(t.worst_state, dev / std::max(1e-300, max_abs(state)));
+    check(dev <= final_bound, "float64-state final deviates by " + std::to_string(dev) + " > " +
+                                  std::to_string(final_bound));
+  }
+  if (all_finite(real) && !c.value("final_sample_nonfinite", false)) {
+    double dev = 0.0;
+    for (std::size_t e = 0; e < x.size(); ++e) dev = std::max(dev, std::abs(x[e] - real[e]));
+    const double bound = final_bound + number(sv.at("max_abs_diff_final"));
+    t.worst_real = std::max(t.worst_real, rel_dev(x, real));
+    t.worst_real_ratio = std::max(t.worst_real_ratio, dev / bound);
+    check(dev <= bound, "real final deviates by " + std::to_string(dev) + " > bound " + std::to_string(bound));
+  }
+}
+
+}  // namespace skipstep_reference
