@@ -42,7 +42,8 @@ inline const std::set<std::string>& implemented_classes() {
                                              "EulerDiscreteScheduler",
                                              "EulerAncestralDiscreteScheduler",
                                              "HeunDiscreteScheduler",
-                                             "FlowMatchEulerDiscreteScheduler"};
+                                             "FlowMatchEulerDiscreteScheduler",
+                                             "DPMSolverMultistepScheduler"};
   return classes;
 }
 

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "reference_data.hpp"
+#include "skipstep/solver/dpm_solver.hpp"
 #include "skipstep/solver/euler.hpp"
 
 using namespace skipstep;
@@ -31,7 +32,8 @@ namespace skipstep_reference {
 
 bool is_sigma_class(const std::string& cls) {
   return cls == "EulerDiscreteScheduler" || cls == "EulerAncestralDiscreteScheduler" ||
-         cls == "HeunDiscreteScheduler" || cls == "FlowMatchEulerDiscreteScheduler";
+         cls == "HeunDiscreteScheduler" || cls == "FlowMatchEulerDiscreteScheduler" ||
+         cls == "DPMSolverMultistepScheduler";
 }
 
 namespace {
@@ -45,6 +47,8 @@ struct sigma_case {
   sampler_options options;
   euler_churn churn;
   bool stochastic_flow = false;
+  bool dpm = false;
+  dpm_solver_options dpm_options;
   std::size_t num_samples = 1;
 };
 
@@ -63,6 +67,7 @@ sigma_grid recorded_grid(const json& c, bool heun) {
 }
 
 sampler build_sampler(const sigma_case& s, const sigma_grid& grid, double churn_steps) {
+  if (s.dpm) return dpm_solver_sampler(grid, s.dpm_options, s.options);
   if (s.flow) return flow_euler_sampler(grid, s.options, s.stochastic_flow);
   if (s.heun) return heun_sampler(grid, s.options);
   if (s.cls == "EulerAncestralDiscreteScheduler") return euler_ancestral_sampler(grid, 1.0, s.options);
@@ -72,6 +77,89 @@ sampler build_sampler(const sigma_case& s, const sigma_grid& grid, double churn_
 }
 
 level level_of(const sigma_case& s, double v) { return s.flow ? level::flow(v) : level::from_sigma_tilde(v); }
+
+dpm_solver_options dpm_options_from(const json& cfg) {
+  dpm_solver_options o;
+  const auto algorithm = cfg.value("algorithm_type", std::string("dpmsolver++"));
+  o.algorithm = algorithm == "dpmsolver"          ? dpm_algorithm::dpmsolver
+                : algorithm == "sde-dpmsolver++" ? dpm_algorithm::sde_dpmsolver_pp
+                : algorithm == "sde-dpmsolver"   ? dpm_algorithm::sde_dpmsolver
+                                                 : dpm_algorithm::dpmsolver_pp;
+  o.order = cfg.value("solver_order", 2);
+  o.solver_type = cfg.value("solver_type", std::string("midpoint")) == "heun" ? dpm_solver_type::heun
+                                                                             : dpm_solver_type::midpoint;
+  o.lower_order_final = cfg.value("lower_order_final", true);
+  o.euler_at_final = cfg.value("euler_at_final", false);
+  o.path = cfg.value("use_flow_sigmas", false) ? grid_path::flow : grid_path::vp;
+  return o;
+}
+
+/// One DPM-Solver multistep step in isolation: the recorded sample, model output, noise and the recorded D history
+/// (previous records' convert_model_output, or history_convert_model_output) through our row; prev_sample and the
+/// row's stored D against diffusers'. Returns dev/bound.
+double dpm_isolated_step(const sigma_case& s, const json& c, const json& rec, const std::vector<double>& input,
+                         const std::vector<double>& ref_prev, std::size_t num_rows, const check_fn& check) {
+  static thread_local std::vector<std::vector<double>> recorded_d;  // D of recent calls by step index
+  const auto k = rec.at("i").get<std::size_t>();
+  if (k == 0) recorded_d.assign(num_rows, {});
+  const std::vector<double> m = tensor(rec.at("model_output"));
+  const std::vector<double> z = rec.at("noise").is_null() ? std::vector<double>(m.size(), 0.0) : tensor(rec.at("noise"));
+  const std::vector<double> ref_d = tensor(rec.at("convert_model_output"));
+  if (rec.contains("history_convert_model_output")) {
+    const json& hist = rec.at("history_convert_model_output");  // oldest first, ending at step k − 1
+    for (std::size_t j = 0; j < hist.size(); ++j)
+      if (!hist[j].is_null()) recorded_d[k - hist.size() + j] = tensor(hist[j]);
+  }
+  const std::size_t per = m.size() / s.num_samples;
+  auto run = [&](std::size_t which, double p) {
+    sigma_grid g = s.grid;
+    if (which < g.sigmas.size()) g.sigmas[which] *= 1.0 + p;
+    for (std::size_t j = 1; j < g.sigmas.size(); ++j) g.sigmas[j] = std::min(g.sigmas[j], g.sigmas[j - 1]);
+    const sampler one = build_sampler(s, g, static_cast<double>(g.size()));
+    const solver_row& row = one.rows()[k];
+    const level at = level_of(s, g.sigmas[k]);
+    (void)at;
+    std::vector<double> x = input, store(m.size(), 0.0);
+    std::vector<std::vector<double>> ring(std::max<std::size_t>(one.history_slots(), 1), std::vector<double>(m.size()));
+    for (std::size_t j = 0; j < row.extras.history_reads; ++j) {
+      const std::size_t back = j + 1;  // reads are D_{k−1}, D_{k−2} in order
+      if (k < back || recorded_d[k - back].empty()) return std::pair{std::vector<double>(), std::vector<double>()};
+      ring[row.extras.history[j].slot] = recorded_d[k - back];
+    }
+    std::vector<double*> ptrs;
+    for (auto& b : ring) ptrs.push_back(b.data());
+    std::vector<double> scratch(per), x0(m.size());
+    const given_noise<double> recorded_noise{z, per};
+    detail::apply_row_range(one.coefficients()[k], row.extras, x.data(), m.data(), static_cast<double*>(nullptr),
+                            ptrs.data(), per, one.options().processing, recorded_noise, k, x0.data(), scratch.data(),
+                            0, s.num_samples);
+    if (row.extras.store_slot >= 0) store = ring[static_cast<std::size_t>(row.extras.store_slot)];
+    return std::pair{x, store};
+  };
+  const auto [ours, ours_d] = run(s.grid.sigmas.size(), 0.0);
+  recorded_d[k] = ref_d;
+  if (ours.empty()) return 0.0;  // no recorded history for this step: covered by the trajectory
+  double spread = 0.0;
+  for (std::size_t which = k >= 2 ? k - 2 : 0; which <= k + 1; ++which)
+    for (double p : {-4.0 * u32, 4.0 * u32}) {
+      const auto [px, pd] = run(which, p);
+      for (std::size_t e = 0; e < px.size(); ++e) spread = std::max(spread, std::abs(px[e] - ours[e]));
+      if (!pd.empty() && !ours_d.empty() && s.dpm_options.order > 1)
+        for (std::size_t e = 0; e < pd.size(); ++e) spread = std::max(spread, std::abs(pd[e] - ours_d[e]));
+    }
+  double dev = 0.0;
+  for (std::size_t e = 0; e < ours.size(); ++e) dev = std::max(dev, std::abs(ours[e] - ref_prev[e]));
+  if (s.dpm_options.order > 1)
+    for (std::size_t e = 0; e < ours_d.size(); ++e) dev = std::max(dev, std::abs(ours_d[e] - ref_d[e]));
+  double hist_max = 0.0;
+  for (const auto& d : recorded_d)
+    if (!d.empty()) hist_max = std::max(hist_max, max_abs(d));
+  const double scale = std::max({max_abs(input), max_abs(m), max_abs(ref_prev), max_abs(ref_d), hist_max, max_abs(z), 1.0});
+  const double bound = 4.0 * spread + 16.0 * u32 * scale;
+  check(dev <= bound, "isolated call " + std::to_string(k) + " deviates by " + std::to_string(dev) + " > " +
+                          std::to_string(bound));
+  return dev / bound;
+}
 
 }  // namespace
 
@@ -95,6 +183,14 @@ void replay_sigma_case(const json& c, tally& t, const check_fn& check) {
     s.churn.s_noise = sk.value("s_noise", 1.0);
   }
   s.stochastic_flow = s.flow && cfg.value("stochastic_sampling", false);
+  s.dpm = s.cls == "DPMSolverMultistepScheduler";
+  if (s.dpm) {
+    s.dpm_options = dpm_options_from(cfg);
+    s.flow = s.dpm_options.path == grid_path::flow;
+    if (cfg.value("thresholding", false))
+      s.options.processing = x0_processing::dynamic_threshold(cfg.value("dynamic_thresholding_ratio", 0.995),
+                                                               cfg.value("sample_max_value", 1.0));
+  }
   s.grid = recorded_grid(c, s.heun);
   const std::size_t n = s.grid.size();
   const sampler full = build_sampler(s, s.grid, static_cast<double>(n));
@@ -109,6 +205,8 @@ void replay_sigma_case(const json& c, tally& t, const check_fn& check) {
   std::uint32_t draws = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const bool draws_here = s.cls == "EulerAncestralDiscreteScheduler" || s.stochastic_flow ||
+                            (s.dpm && (s.dpm_options.algorithm == dpm_algorithm::sde_dpmsolver_pp ||
+                                       s.dpm_options.algorithm == dpm_algorithm::sde_dpmsolver)) ||
                             (s.cls == "EulerDiscreteScheduler" && full.coefficients()[full.row_of_step(i)].noise_std != 0.0);
     if (draws_here) draw_of_step[i] = ++draws;
   }
@@ -127,6 +225,10 @@ void replay_sigma_case(const json& c, tally& t, const check_fn& check) {
     const solver_row& row = rows[k];
     check(row.model_time == rec.at("t").get<double>(), "model time of call " + std::to_string(k));
     if (s.heun && !rec.at("internals").value("state_in_first_order", true)) continue;  // covered by the trajectory
+    if (s.dpm) {
+      t.worst_step = std::max(t.worst_step, dpm_isolated_step(s, c, rec, input, ref_prev, rows.size(), check));
+      continue;
+    }
     const std::size_t i = row.step;
     const std::vector<double> m = tensor(rec.at("model_output"));
     const std::vector<double> z = rec.at("noise").is_null() ? std::vector<double>(elements, 0.0) : tensor(rec.at("noise"));
@@ -178,10 +280,11 @@ void replay_sigma_case(const json& c, tally& t, const check_fn& check) {
   // 2. The full run from x_T with the portable noise, converted to diffusers' space at each recorded step.
   std::vector<double> x = tensor(c.at("x_T"));
   const level first = level_of(s, s.grid.sigmas[0]);
-  for (double& e : x) e = s.flow ? e : e * first.alpha;
+  const bool sigma_space = !s.flow && !s.dpm;  // Euler-family samples are x̃ = x/α; DPM-Solver's and flow's are x
+  for (double& e : x) e = sigma_space ? e * first.alpha : e;
   auto noise = [&](std::span<double> out, noise_position at) {
     const auto d = portable_draw(seed, draw_of_step[at.step], elements);
-    const bool f32 = s.flow;  // FlowMatch's stochastic noise is requested in float32 (the sample dtype)
+    const bool f32 = s.flow || s.dpm;  // FlowMatch's and DPM-Solver's SDE noise is requested in float32
     for (std::size_t e = 0; e < out.size(); ++e) {
       const double v = d[at.sample * per + at.first_element + e];
       out[e] = f32 ? static_cast<double>(static_cast<float>(v)) : v;
@@ -194,7 +297,7 @@ void replay_sigma_case(const json& c, tally& t, const check_fn& check) {
   auto record = [&](const step_info& info, std::span<const double> xs, std::span<const double>) {
     const level to = level_of(s, s.grid.sigmas[info.step_index + 1]);
     std::vector<double> native(xs.begin(), xs.end());
-    for (double& e : native) e = s.flow ? e : e / to.alpha;
+    for (double& e : native) e = sigma_space ? e / to.alpha : e;
     const double in_max = trajectory.empty() ? max_abs(tensor(c.at("x_T"))) : max_abs(trajectory.back());
     // The step's gain |∂x̃'/∂x̃| bounded from its rows' state-space weights (|a| + L·|b| per evaluation, L = 0.9;
     // Heun's second row adds its state and history terms), times α/α' to go to σ-space.
@@ -215,14 +318,14 @@ void replay_sigma_case(const json& c, tally& t, const check_fn& check) {
       gain = gain * direct + carried;
     }
     const level from = level_of(s, s.grid.sigmas[info.step_index]);
-    if (!s.flow) gain *= from.alpha / to.alpha;
+    if (sigma_space) gain *= from.alpha / to.alpha;
     e_state = gain * e_state + u32 * (in_max + max_abs(native)) * static_cast<double>(r1 - r0);
     trajectory.push_back(std::move(native));
     bound_at.push_back(4.0 * e_state);
   };
   sampler_workspace<double> ws(x.size());
   full.sample(model, x, noise, ws, record);
-  for (double& e : x) e = s.flow ? e : e / level_of(s, s.grid.sigmas[n]).alpha;
+  for (double& e : x) e = sigma_space ? e / level_of(s, s.grid.sigmas[n]).alpha : e;
   check(all_finite(x), "final sample must be finite");
 
   const json& sv = c.at("float64_state_variant");
