@@ -10,6 +10,7 @@
 #include "check_error.hpp"
 #include "skipstep/skipstep.hpp"
 #include "skipstep/schedule/flow_grid.hpp"
+#include "skipstep/solver/dpm_solver.hpp"
 #include "skipstep/solver/euler.hpp"
 
 using namespace skipstep;
@@ -154,4 +155,89 @@ TEST_CASE("sigma-space solvers: bad grids, options and integer predictors on fra
   sigma_grid flow = make_flow_grid(4);
   flow.sigmas[1] = 1.5;
   CHECK_ERROR(flow_euler_sampler{flow}, std::invalid_argument, "flow_euler_sampler", "grid.sigmas[1]", "(got 1.5)");
+}
+
+TEST_CASE("DPM-Solver++ order 1 is DDIM eta = 0; order 2 and 3 converge faster than order 1", "[solvers][dpm]") {
+  const auto sched = noise_schedule<>::scaled_linear(1000);
+  const gaussian_eps model{0.5, 0.2, nullptr, &sched};
+  const sigma_grid g = make_multistep_grid(sched, 15);
+  dpm_solver_options first;
+  first.order = 1;
+  std::vector<double> a = start(32), b = a, c = a;
+  dpm_solver_sampler(g, first).sample(model, a);
+  euler_sampler(g).sample(model, b);  // Euler on the same levels is DDIM eta = 0, i.e. first-order DPM-Solver++
+  CHECK(max_diff(a, b) <= 1e-12);
+  dpm_solver_options noise_space = first;
+  noise_space.algorithm = dpm_algorithm::dpmsolver;  // first order in eps is DDIM too
+  dpm_solver_sampler(g, noise_space).sample(model, c);
+  CHECK(max_diff(a, c) <= 1e-11);
+  // Order of convergence against a fine reference.
+  std::vector<double> ref = start(32);
+  heun_sampler(make_sigma_grid(sched, 600)).sample(model, ref);
+  double e1 = 0, e2 = 0, e3 = 0;
+  for (int order : {1, 2, 3}) {
+    dpm_solver_options o;
+    o.order = order;
+    o.lower_order_final = false;
+    std::vector<double> x = start(32);
+    dpm_solver_sampler(make_multistep_grid(sched, 12), o).sample(model, x);
+    (order == 1 ? e1 : order == 2 ? e2 : e3) = max_diff(x, ref);
+  }
+  CHECK(e2 < e1);
+  CHECK(e3 < e1);
+}
+
+TEST_CASE("DPM-Solver: the plan's history ring and warm-up", "[solvers][dpm]") {
+  const auto sched = noise_schedule<>::linear(1000);
+  dpm_solver_options o;
+  o.order = 3;
+  const dpm_solver_sampler s(make_multistep_grid(sched, 20), o);
+  REQUIRE(s.history_slots() == 2);
+  CHECK(s.rows()[0].extras.history_reads == 0);  // order 1 at step 0
+  CHECK(s.rows()[1].extras.history_reads == 1);  // order 2 at step 1
+  CHECK(s.rows()[5].extras.history_reads == 2);  // order 3 afterwards
+  CHECK(s.rows().back().extras.history_reads == 0);  // a final level 0: first order
+  o.algorithm = dpm_algorithm::sde_dpmsolver_pp;
+  o.order = 2;
+  CHECK(dpm_solver_sampler(make_multistep_grid(sched, 20), o).is_stochastic());
+}
+
+TEST_CASE("DPM-Solver: bad orders, algorithms and grids", "[solvers][dpm][errors]") {
+  const auto sched = noise_schedule<>::linear(1000);
+  const sigma_grid g = make_multistep_grid(sched, 10);
+  dpm_solver_options o;
+  o.order = 4;
+  CHECK_ERROR(dpm_solver_sampler(g, o), std::invalid_argument, "dpm_solver_sampler", "solver.order", "(got 4)");
+  o.order = 0;
+  CHECK_ERROR(dpm_solver_sampler(g, o), std::invalid_argument, "dpm_solver_sampler", "solver.order", "(got 0)");
+  o.order = 3;
+  o.algorithm = dpm_algorithm::sde_dpmsolver_pp;
+  CHECK_ERROR(dpm_solver_sampler(g, o), std::invalid_argument, "dpm_solver_sampler", "SDE", "(got 3)");
+  o = {};
+  o.algorithm = static_cast<dpm_algorithm>(9);
+  CHECK_ERROR(dpm_solver_sampler(g, o), std::invalid_argument, "dpm_solver_sampler", "solver.algorithm", "(got 9)");
+  sampler_options clip;
+  clip.processing = x0_processing::clip();
+  CHECK_ERROR(dpm_solver_sampler(g, {}, clip), std::invalid_argument, "dpm_solver_sampler", "options.processing",
+              "clip");
+  multistep_grid_options mo;
+  mo.lambda_min_clipped = 100.0;
+  CHECK_ERROR(make_multistep_grid(sched, 10, mo), std::invalid_argument, "make_multistep_grid",
+              "lambda_min_clipped", "(got 100)");
+  CHECK_ERROR(make_multistep_flow_grid(10, -1.0), std::invalid_argument, "make_multistep_flow_grid", "flow_shift",
+              "(got -1)");
+  // A multistep run cannot resume at first_step > 0 from a fresh workspace: it has no history.
+  const dpm_solver_sampler s(g);
+  const gaussian_eps model{0.5, 0.2, nullptr, &sched};
+  std::vector<double> x = start(8);
+  sampler_workspace<double> ws(x.size());
+  CHECK_ERROR(s.sample(model, x, no_noise{}, ws, no_callback{}, 3), std::invalid_argument, "dpm_solver_sampler::sample",
+              "first_step", "(got 3)");
+  // ... but resuming the workspace of an interrupted run reproduces the uninterrupted one.
+  std::vector<double> full = start(8), part = full;
+  s.sample(model, full);
+  sampler_workspace<double> ws2(part.size());
+  s.sample(model, part, no_noise{}, ws2, [](const step_info& i, auto, auto) { return i.step_index < 4; });
+  s.sample(model, part, no_noise{}, ws2, no_callback{}, 5);
+  CHECK(part == full);
 }

@@ -133,4 +133,26 @@ inline sigma_grid finish_flow_grid(const char* fn, std::vector<double> s, const 
   return detail::finish_flow_grid(fn, std::vector<double>(levels.begin(), levels.end()), options);
 }
 
+/// The flow levels of diffusers' multistep solvers with `use_flow_sigmas` (DPMSolverMultistep, UniPC; Wan 2.1): the
+/// N largest of the shifted levels k·s/(1 + (k − 1)·s) at s = 1 − linspace(1, 1/T, N + 1), from the noisiest down,
+/// model times ⌊s·T⌋ (diffusers casts them to int64), final level 0.
+[[nodiscard]] inline sigma_grid make_multistep_flow_grid(std::size_t num_steps, double flow_shift,
+                                                         std::size_t num_train_timesteps = 1000) {
+  constexpr const char* fn = "make_multistep_flow_grid";
+  if (num_steps == 0) detail::throw_invalid(fn, "num_steps", "must be >= 1", num_steps);
+  if (num_train_timesteps == 0) detail::throw_invalid(fn, "num_train_timesteps", "must be >= 1", num_train_timesteps);
+  if (!(flow_shift > 0.0) || !std::isfinite(flow_shift))
+    detail::throw_invalid(fn, "flow_shift", "must be finite and > 0", flow_shift);
+  const double big_t = static_cast<double>(num_train_timesteps);
+  const auto alphas = detail::numpy_linspace(1.0, 1.0 / big_t, num_steps + 1);
+  sigma_grid g;
+  for (std::size_t i = 0; i < num_steps; ++i) {
+    const double s = shift_level(1.0 - alphas[num_steps - i], flow_shift);
+    g.sigmas.push_back(s);
+    g.timesteps.push_back(std::floor(s * big_t));
+  }
+  g.sigmas.push_back(0.0);
+  return g;
+}
+
 }  // namespace skipstep

@@ -36,8 +36,10 @@ enum class timestep_spacing { linspace, leading, trailing };
 ///  - exponential: log σ uniform between σ_max and σ_min;
 ///  - beta: σ_i = σ_min + F⁻¹(1 − i/(N−1))·(σ_max − σ_min), F the Beta(0.6, 0.6) CDF (Lee et al. 2024, "Beta
 ///    Sampling is All You Need").
+///  - lu_lambdas: log σ̃ uniform between the table's ends (Lu et al. 2022b's uniform-λ steps; diffusers
+///    `use_lu_lambdas`, DPM-Solver only).
 /// For karras, exponential and beta the model times are the levels' own fractional timesteps (sigma_to_timestep).
-enum class sigma_spacing { interpolated, log_linear, karras, exponential, beta };
+enum class sigma_spacing { interpolated, log_linear, karras, exponential, beta, lu_lambdas };
 
 /// What the last step lands on (diffusers `final_sigmas_type`): σ̃ = 0 (the clean sample) or σ̃_min of the
 /// training table, √((1 − ā_0)/ā_0).
@@ -323,6 +325,116 @@ template <class Real>
       detail::throw_invalid(fn, "options.final_level", "is not a final_sigma value",
                             static_cast<int>(options.final_level));
   }
+  validate_sigma_grid(fn, g);
+  return g;
+}
+
+/// Options of the multistep solvers' grids (diffusers DPMSolverMultistep, DPMSolverSinglestep, UniPC and DEIS
+/// `set_timesteps`), with their defaults.
+struct multistep_grid_options {
+  timestep_spacing spacing = timestep_spacing::linspace;  ///< where the integer model times start from.
+  std::size_t steps_offset = 0;                           ///< added to leading model times.
+  sigma_spacing levels = sigma_spacing::interpolated;     ///< interpolated, karras, exponential, beta or lu_lambdas.
+  final_sigma final_level = final_sigma::zero;            ///< where the last step lands.
+  /// Steps whose λ = log(α/σ) lies below this are cut from the noisy end (diffusers `lambda_min_clipped`, e.g.
+  /// −5.1 for the cosine schedule): the grid starts at T − (number of training levels with λ < the clip).
+  double lambda_min_clipped = -std::numeric_limits<double>::infinity();
+  double rho = 7.0;     ///< Karras' ρ.
+  double beta_a = 0.6;  ///< Beta spacing's α.
+  double beta_b = 0.6;  ///< Beta spacing's β.
+};
+
+/// The grid of N steps of diffusers' multistep solvers (DPMSolverMultistepScheduler.set_timesteps; UniPC, DEIS and
+/// DPM-Solver single-step build theirs the same way): integer model times over [0, last) where last = T minus the
+/// levels cut by lambda_min_clipped — linspace: round(linspace(0, last − 1, N + 1)) reversed without its 0;
+/// leading: i·⌊last/(N + 1)⌋ for i = N..1, plus the offset; trailing: round(arange(last, 0, −T/N)) − 1 — and levels
+/// σ̃ interpolated at them, or re-spaced over the whole table (karras, exponential, beta, lu_lambdas) with their
+/// model times made integers as diffusers does (rounded for karras and lu_lambdas, truncated for exponential and
+/// beta), then the final level. As for make_sigma_grid, trailing never has diffusers'
+/// extra time −1.
+template <class Real>
+[[nodiscard]] sigma_grid make_multistep_grid(const noise_schedule<Real>& schedule, std::size_t num_steps,
+                                             const multistep_grid_options& options = {}) {
+  constexpr const char* fn = "make_multistep_grid";
+  const std::size_t big_t = schedule.num_train_timesteps();
+  if (big_t < 2) detail::throw_invalid(fn, "num_train_timesteps", "must be >= 2", big_t);
+  if (num_steps == 0 || num_steps > big_t)
+    detail::throw_invalid(fn, "num_steps", "must be in [1, T = " + std::to_string(big_t) + "]", num_steps);
+  if (std::isnan(options.lambda_min_clipped))
+    detail::throw_invalid(fn, "options.lambda_min_clipped", "must not be NaN", options.lambda_min_clipped);
+  const std::vector<double> table = vp_sigmas(schedule);
+  std::size_t clipped = 0;  // training levels with λ = −log σ̃ below the clip
+  for (double sig : table)
+    if (-std::log(sig) < options.lambda_min_clipped) ++clipped;
+  const std::size_t last = big_t - clipped;
+  if (last < 2) detail::throw_invalid(fn, "options.lambda_min_clipped", "leaves fewer than 2 training levels",
+                                      options.lambda_min_clipped);
+  sigma_grid g;
+  g.timesteps.resize(num_steps);
+  switch (options.spacing) {
+    case timestep_spacing::linspace: {
+      const auto v = detail::numpy_linspace(0.0, static_cast<double>(last - 1), num_steps + 1);
+      for (std::size_t i = 0; i < num_steps; ++i) g.timesteps[i] = std::nearbyint(v[num_steps - i]);
+      break;
+    }
+    case timestep_spacing::leading: {
+      const std::size_t ratio = last / (num_steps + 1);
+      for (std::size_t i = 0; i < num_steps; ++i)
+        g.timesteps[i] = static_cast<double>((num_steps - i) * ratio + options.steps_offset);
+      if (g.timesteps.front() > static_cast<double>(big_t - 1) || ratio == 0)
+        detail::throw_invalid(fn, "num_steps / steps_offset",
+                              "put a model time outside [0, T) or give a zero stride (N + 1 > the levels left)",
+                              num_steps);
+      break;
+    }
+    case timestep_spacing::trailing: {
+      const double step = -static_cast<double>(big_t) / static_cast<double>(num_steps);
+      const double start = static_cast<double>(last);
+      const double delta = (start + step) - start;
+      for (std::size_t i = 0; i < num_steps; ++i) {
+        const double v = i == 0 ? start : (i == 1 ? start + step : start + static_cast<double>(i) * delta);
+        g.timesteps[i] = std::nearbyint(v) - 1.0;
+      }
+      break;
+    }
+    default:
+      detail::throw_invalid(fn, "options.spacing", "is not a timestep_spacing value", static_cast<int>(options.spacing));
+  }
+  std::vector<double> levels(num_steps);
+  sigma_grid_options ramp;
+  ramp.levels = options.levels;
+  ramp.rho = options.rho;
+  ramp.beta_a = options.beta_a;
+  ramp.beta_b = options.beta_b;
+  switch (options.levels) {
+    case sigma_spacing::interpolated:
+      for (std::size_t i = 0; i < num_steps; ++i) levels[i] = detail::interp_table(table, g.timesteps[i]);
+      break;
+    case sigma_spacing::lu_lambdas: {
+      const double lo = std::log(table.front()), hi = std::log(table.back());
+      for (std::size_t i = 0; i < num_steps; ++i) {
+        const double r = num_steps == 1 ? 0.0 : static_cast<double>(i) / static_cast<double>(num_steps - 1);
+        levels[i] = std::exp(hi + r * (lo - hi));
+      }
+      break;
+    }
+    case sigma_spacing::karras:
+    case sigma_spacing::exponential:
+    case sigma_spacing::beta:
+      levels = detail::spaced_levels(fn, ramp, table.front(), table.back(), num_steps);
+      break;
+    default:
+      detail::throw_invalid(fn, "options.levels", "is not a multistep level spacing", static_cast<int>(options.levels));
+  }
+  // diffusers rounds the karras and lu_lambdas times and truncates the exponential and beta ones (int64 cast).
+  const bool round_times = options.levels == sigma_spacing::karras || options.levels == sigma_spacing::lu_lambdas;
+  if (options.levels != sigma_spacing::interpolated)
+    for (std::size_t i = 0; i < num_steps; ++i) {
+      const double t = sigma_to_timestep(table, levels[i]);
+      g.timesteps[i] = round_times ? std::nearbyint(t) : std::floor(t);
+    }
+  g.sigmas = std::move(levels);
+  g.sigmas.push_back(options.final_level == final_sigma::sigma_min ? std::min(table.front(), g.sigmas.back()) : 0.0);
   validate_sigma_grid(fn, g);
   return g;
 }
