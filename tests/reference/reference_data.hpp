@@ -43,7 +43,9 @@ inline const std::set<std::string>& implemented_classes() {
                                              "EulerAncestralDiscreteScheduler",
                                              "HeunDiscreteScheduler",
                                              "FlowMatchEulerDiscreteScheduler",
-                                             "DPMSolverMultistepScheduler"};
+                                             "DPMSolverMultistepScheduler",
+                                             "LCMScheduler",
+                                             "TCDScheduler"};
   return classes;
 }
 
@@ -161,7 +163,13 @@ using check_fn = std::function<void(bool, const std::string&)>;
 
 /// True for the σ-space and flow classes replayed by replay_sigma_case (replay_sigma.cpp).
 bool is_sigma_class(const std::string& scheduler_class);
-/// Replays one case of EulerDiscrete, EulerAncestralDiscrete, HeunDiscrete or FlowMatchEulerDiscrete.
+/// Replays one case of EulerDiscrete, EulerAncestralDiscrete, HeunDiscrete, FlowMatchEulerDiscrete or
+/// DPMSolverMultistep.
 void replay_sigma_case(const json& c, tally& t, const check_fn& check);
+
+/// True for LCMScheduler and TCDScheduler (replay_consistency.cpp).
+bool is_consistency_class(const std::string& scheduler_class);
+/// Replays one LCM or TCD case (error cases included); `tables` is alphas_cumprod_tables.json's "tables".
+void replay_consistency_case(const json& c, const json& tables, tally& t, const check_fn& check);
 
 }  // namespace skipstep_reference

@@ -177,16 +177,20 @@ TEST_CASE("diffusers reference cases replay through skipstep", "[reference]") {
     }
     tally& t = by_class[cls];
     const json& cfg = c.at("config");
-    if (is_sigma_class(cls) && c.at("group") != "error") {
-      bool sigma_ok = true;
-      replay_sigma_case(c, t, [&](bool cond, const std::string& what) {
+    if ((is_sigma_class(cls) && c.at("group") != "error") || is_consistency_class(cls)) {
+      bool case_ok = true;
+      const check_fn record = [&](bool cond, const std::string& what) {
         if (!cond) {
-          sigma_ok = false;
+          case_ok = false;
           UNSCOPED_INFO(name << ": " << what);
           CHECK(cond);
         }
-      });
-      sigma_ok ? ++t.passed : ++t.failed;
+      };
+      if (is_consistency_class(cls))
+        replay_consistency_case(c, tables.at("tables"), t, record);
+      else
+        replay_sigma_case(c, t, record);
+      case_ok ? ++t.passed : ++t.failed;
       continue;
     }
     const auto T = cfg.at("num_train_timesteps").get<std::size_t>();

@@ -1,0 +1,185 @@
+// The consistency-model classes of the reference runner: LCMScheduler and TCDScheduler (VP, integer timesteps,
+// float64 samples in diffusers: no float32 sample casts). Checked as the DDIM cases are:
+//  - the model times from consistency_timesteps (or the case's own list) equal diffusers';
+//  - every recorded step in isolation on diffusers' recorded float32 table, bound 4× the step's spread when each
+//    level it uses moves by 2 float32 ulps, plus 16 float32 ulps of the step's magnitude (float32 scalars);
+//  - the full run against the pure-float64 variant (schedule from its definition) and the float64-state variant
+//    (recorded table) to 1e-10 relative — both run diffusers' code in float64, LCM's boundary scalings and TCD's
+//    timestep_s in float32 as diffusers keeps them, which the diffusers convention reproduces — and against the real
+//    output within 10× the deviation diffusers itself shows between its float32 and float64 runs.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "reference_data.hpp"
+#include "skipstep/solver/consistency.hpp"
+
+using namespace skipstep;
+
+namespace skipstep_reference {
+
+bool is_consistency_class(const std::string& cls) { return cls == "LCMScheduler" || cls == "TCDScheduler"; }
+
+namespace {
+
+constexpr double u32 = 0x1p-24;
+
+struct consistency_case {
+  bool tcd = false;
+  double eta = 0.3, scaling = 10.0;
+  sampler_options options;
+  std::vector<std::int64_t> timesteps;
+};
+
+sampler build(const consistency_case& k, const noise_schedule<double>& schedule) {
+  if (k.tcd) return tcd_sampler(schedule, k.timesteps, k.eta, k.options);
+  return lcm_sampler(schedule, k.timesteps, k.scaling, k.options);
+}
+
+x0_processing processing_of(const json& cfg) {
+  if (cfg.value("thresholding", false))
+    return x0_processing::dynamic_threshold(cfg.at("dynamic_thresholding_ratio").get<double>(),
+                                            cfg.at("sample_max_value").get<double>());
+  if (cfg.value("clip_sample", false)) return x0_processing::clip(cfg.at("clip_sample_range").get<double>());
+  return x0_processing::none();
+}
+
+}  // namespace
+
+void replay_consistency_case(const json& c, const json& tables, tally& t, const check_fn& check) {
+  const json& cfg = c.at("config");
+  const auto big_t = cfg.at("num_train_timesteps").get<std::size_t>();
+  const json& st = c.at("set_timesteps_kwargs");
+  consistency_case k;
+  k.tcd = c.at("scheduler_class") == "TCDScheduler";
+  k.scaling = cfg.value("timestep_scaling", 10.0);
+  const std::size_t original = cfg.value("original_inference_steps", std::size_t{50});
+  if (st.contains("timesteps")) {
+    k.timesteps = st.at("timesteps").get<std::vector<std::int64_t>>();
+  } else {
+    const auto make = [&] {
+      return consistency_timesteps(big_t, st.at("num_inference_steps").get<std::size_t>(),
+                                   st.contains("original_inference_steps") && !st.at("original_inference_steps").is_null()
+                                       ? st.at("original_inference_steps").get<std::size_t>()
+                                       : original,
+                                   st.value("strength", 1.0));
+    };
+    if (c.at("group") == "error") {
+      bool threw = false;
+      try {
+        (void)make();
+      } catch (const std::invalid_argument&) {
+        threw = true;
+      }
+      check(threw, "expected an invalid_argument for " + c.at("expected_error").dump());
+      return;
+    }
+    k.timesteps = make();
+  }
+  check(k.timesteps == c.at("timesteps").get<std::vector<std::int64_t>>(), "timestep list differs from diffusers'");
+  const json& sk = c.at("step_kwargs");
+  if (k.tcd && sk.is_object()) k.eta = sk.value("eta", 0.3);
+  k.options.num_samples = c.at("shape").at(0).get<std::size_t>();
+  k.options.prediction = parse_prediction_type(cfg.value("prediction_type", std::string("epsilon")));
+  k.options.processing = processing_of(cfg);
+  k.options.convention = step_convention::diffusers;
+  const std::size_t elements = c.at("x_T").size(), per = elements / k.options.num_samples;
+
+  const auto table = tensor(tables.at(c.at("alphas_cumprod_table").get<std::string>()).at("alphas_cumprod"));
+  const auto state_schedule = noise_schedule<double>::from_alphas_cumprod(table);
+  const sampler ours_state = build(k, state_schedule);
+
+  // 1. Isolated steps on the recorded table.
+  std::vector<double> previous = tensor(c.at("x_T"));
+  for (const json& rec : c.at("steps")) {
+    const auto i = rec.at("i").get<std::size_t>();
+    const std::vector<double> input = rec.contains("sample") ? tensor(rec.at("sample")) : previous;
+    const std::vector<double> ref_prev = tensor(rec.at("prev_sample"));
+    previous = ref_prev;
+    check(rec.at("t").get<std::int64_t>() == k.timesteps.at(i), "timestep at step " + std::to_string(i));
+    const std::vector<double> m = tensor(rec.at("model_output"));
+    const std::vector<double> z = rec.at("noise").is_null() ? std::vector<double>(elements, 0.0) : tensor(rec.at("noise"));
+    // The levels step i reads: t_i, t_{i+1} (or 0) and TCD's t_s.
+    std::vector<std::size_t> used{static_cast<std::size_t>(k.timesteps[i])};
+    if (i + 1 < k.timesteps.size()) used.push_back(static_cast<std::size_t>(k.timesteps[i + 1]));
+    if (k.tcd) used.push_back(0);
+    auto run = [&](std::size_t which, double p) {
+      std::vector<double> perturbed = table;
+      if (which < used.size()) perturbed[used[which]] *= 1.0 + p;
+      const sampler one = build(k, noise_schedule<double>::from_alphas_cumprod(perturbed));
+      std::vector<double> x = input, x0(input.size()), scratch(per);
+      apply_step<double>(one.coefficients()[i], x, m, k.options.processing, k.options.num_samples,
+                         given_noise<double>{z, per}, i, x0, scratch);
+      return std::pair{x, x0};
+    };
+    const auto [ours, ours_x0] = run(used.size(), 0.0);
+    double spread = 0.0;
+    for (std::size_t which = 0; which < used.size(); ++which)
+      for (double p : {-2.0 * 2 * u32, 2.0 * 2 * u32}) {
+        const auto [px, p0] = run(which, p);
+        for (std::size_t e = 0; e < px.size(); ++e)
+          spread = std::max({spread, std::abs(px[e] - ours[e]), std::abs(p0[e] - ours_x0[e])});
+      }
+    const bool has_x0 = !rec.at("pred_original_sample").is_null();
+    const std::vector<double> ref_x0 = has_x0 ? tensor(rec.at("pred_original_sample")) : std::vector<double>();
+    double dev = 0.0;
+    for (std::size_t e = 0; e < ours.size(); ++e) dev = std::max(dev, std::abs(ours[e] - ref_prev[e]));
+    if (has_x0)
+      for (std::size_t e = 0; e < ours_x0.size(); ++e) dev = std::max(dev, std::abs(ours_x0[e] - ref_x0[e]));
+    const double scale =
+        std::max({max_abs(input), max_abs(m), max_abs(ref_prev), has_x0 ? max_abs(ref_x0) : 0.0, max_abs(z), 1.0});
+    const double bound = 4.0 * spread + 16.0 * u32 * scale;
+    t.worst_step = std::max(t.worst_step, dev / bound);
+    check(dev <= bound, "isolated step " + std::to_string(i) + " deviates by " + std::to_string(dev) + " > " +
+                            std::to_string(bound));
+  }
+
+  // 2. Full runs: portable noise, draw i + 1 at every noisy step (every step but the last).
+  const auto seed = c.at("rng").at("seed").get<std::uint64_t>();
+  auto noise = [&](std::span<double> out, noise_position at) {
+    const auto d = portable_draw(seed, static_cast<std::uint32_t>(at.step + 1), elements);
+    std::copy_n(d.begin() + static_cast<std::ptrdiff_t>(at.sample * per + at.first_element), out.size(), out.begin());
+  };
+  auto model = [](const std::vector<double>& xs, std::int64_t time) { return reference_model(xs, static_cast<double>(time)); };
+  auto run_full = [&](const sampler& s, std::vector<std::vector<double>>* trajectory) {
+    std::vector<double> x = tensor(c.at("x_T"));
+    sampler_workspace<double> ws(x.size());
+    s.sample(model, x, noise, ws, [&](const step_info&, std::span<const double> xs, std::span<const double>) {
+      if (trajectory) trajectory->emplace_back(xs.begin(), xs.end());
+    });
+    return x;
+  };
+  std::vector<std::vector<double>> trajectory;
+  const std::vector<double> state = run_full(ours_state, &trajectory);
+  const std::vector<double> pure = run_full(build(k, schedule_from_config(cfg)), nullptr);
+  check(all_finite(pure), "final sample must be finite");
+  const double d_pure = rel_dev(pure, tensor(c.at("float64_schedule_variant").at("final_sample")));
+  const double d_state = rel_dev(state, tensor(c.at("float64_state_variant").at("final_sample")));
+  t.worst_pure = std::max(t.worst_pure, d_pure);
+  t.worst_state = std::max(t.worst_state, d_state);
+  check(d_pure <= 1e-10, "pure-float64 final deviates by " + std::to_string(d_pure));
+  check(d_state <= 1e-10, "float64-state final deviates by " + std::to_string(d_state));
+  const double any_step = number(c.at("float64_schedule_variant").at("max_abs_diff_any_step"));
+  for (const json& rec : c.at("steps")) {
+    const auto i = rec.at("i").get<std::size_t>();
+    const auto ref = tensor(rec.at("prev_sample"));
+    double dev = 0.0;
+    for (std::size_t e = 0; e < ref.size(); ++e) dev = std::max(dev, std::abs(trajectory[i][e] - ref[e]));
+    const double bound = 10.0 * any_step + 1e-12 * std::max(1.0, max_abs(ref));
+    t.worst_traj = std::max(t.worst_traj, dev / bound);
+    check(dev <= bound, "trajectory at step " + std::to_string(i) + " deviates by " + std::to_string(dev));
+  }
+  const std::vector<double> real = tensor(c.at("final_sample"));
+  const double delta = number(c.at("float64_schedule_variant").at("max_abs_diff_final_rel"));
+  const double bound = std::max(10.0 * delta, 1e-12);
+  const double d_real = rel_dev(pure, real);
+  t.worst_real = std::max(t.worst_real, d_real);
+  t.worst_real_ratio = std::max(t.worst_real_ratio, d_real / bound);
+  check(d_real <= bound, "real final deviates by " + std::to_string(d_real) + " > bound " + std::to_string(bound));
+}
+
+}  // namespace skipstep_reference
