@@ -45,7 +45,8 @@ inline const std::set<std::string>& implemented_classes() {
                                              "FlowMatchEulerDiscreteScheduler",
                                              "DPMSolverMultistepScheduler",
                                              "LCMScheduler",
-                                             "TCDScheduler"};
+                                             "TCDScheduler",
+                                             "PNDMScheduler"};
   return classes;
 }
 

@@ -17,25 +17,34 @@
 
 #include "reference_data.hpp"
 #include "skipstep/solver/consistency.hpp"
+#include "skipstep/solver/pndm.hpp"
 
 using namespace skipstep;
 
 namespace skipstep_reference {
 
-bool is_consistency_class(const std::string& cls) { return cls == "LCMScheduler" || cls == "TCDScheduler"; }
+bool is_consistency_class(const std::string& cls) {
+  return cls == "LCMScheduler" || cls == "TCDScheduler" || cls == "PNDMScheduler";
+}
 
 namespace {
 
 constexpr double u32 = 0x1p-24;
 
 struct consistency_case {
-  bool tcd = false;
+  bool tcd = false, pndm = false;
+  bool skip_prk = true;
+  std::size_t num_steps = 0, steps_offset = 0;
+  timestep_spacing spacing = timestep_spacing::leading;
+  final_alpha after_last = final_alpha::one;
   double eta = 0.3, scaling = 10.0;
   sampler_options options;
   std::vector<std::int64_t> timesteps;
 };
 
 sampler build(const consistency_case& k, const noise_schedule<double>& schedule) {
+  if (k.pndm)
+    return pndm_sampler(schedule, k.num_steps, k.skip_prk, k.spacing, k.steps_offset, k.after_last, k.options);
   if (k.tcd) return tcd_sampler(schedule, k.timesteps, k.eta, k.options);
   return lcm_sampler(schedule, k.timesteps, k.scaling, k.options);
 }
@@ -48,6 +57,39 @@ x0_processing processing_of(const json& cfg) {
   return x0_processing::none();
 }
 
+/// PNDM's transfer in isolation: the recorded source sample (pndm_sample, else the input) and combined ε
+/// (pndm_model_output) through pndm_transfer_between on the recorded table; dev/bound.
+double pndm_isolated_transfer(const json& rec, const std::vector<double>& input, const noise_schedule<double>& table,
+                              const consistency_case& k, const check_fn& check) {
+  const json& in = rec.at("internals");
+  const std::vector<double> source = rec.contains("pndm_sample") && !rec.at("pndm_sample").is_null()
+                                         ? tensor(rec.at("pndm_sample"))
+                                         : input;
+  const std::vector<double> eps = tensor(rec.at("pndm_model_output"));
+  const std::vector<double> ref = tensor(rec.at("prev_sample"));
+  const auto from = in.at("timestep").get<std::int64_t>(), to = in.at("prev_timestep").get<std::int64_t>();
+  const double final_level = k.after_last == final_alpha::one ? 1.0 : table.alpha_cumprod(0);
+  const double a_t = table.alpha_cumprod(static_cast<std::size_t>(from));
+  const double a_p = to >= 0 ? table.alpha_cumprod(static_cast<std::size_t>(to)) : final_level;
+  auto run = [&](double pt, double pp) {
+    const detail::pndm_transfer w = detail::pndm_transfer_between(a_t * (1.0 + pt), std::min(1.0, a_p * (1.0 + pp)));
+    std::vector<double> out(source.size());
+    for (std::size_t e = 0; e < out.size(); ++e) out[e] = w.source * source[e] + w.epsilon * eps[e];
+    return out;
+  };
+  const auto ours = run(0.0, 0.0);
+  double spread = 0.0;
+  for (double p : {-4.0 * u32, 4.0 * u32})
+    for (const auto& other : {run(p, 0.0), run(0.0, p)})
+      for (std::size_t e = 0; e < other.size(); ++e) spread = std::max(spread, std::abs(other[e] - ours[e]));
+  double dev = 0.0;
+  for (std::size_t e = 0; e < ours.size(); ++e) dev = std::max(dev, std::abs(ours[e] - ref[e]));
+  const double bound = 4.0 * spread + 16.0 * u32 * std::max({max_abs(source), max_abs(eps), max_abs(ref), 1.0});
+  check(dev <= bound, "isolated call " + std::to_string(rec.at("i").get<std::size_t>()) + " deviates by " +
+                          std::to_string(dev) + " > " + std::to_string(bound));
+  return dev / bound;
+}
+
 }  // namespace
 
 void replay_consistency_case(const json& c, const json& tables, tally& t, const check_fn& check) {
@@ -56,9 +98,33 @@ void replay_consistency_case(const json& c, const json& tables, tally& t, const 
   const json& st = c.at("set_timesteps_kwargs");
   consistency_case k;
   k.tcd = c.at("scheduler_class") == "TCDScheduler";
+  k.pndm = c.at("scheduler_class") == "PNDMScheduler";
+  if (k.pndm) {
+    k.skip_prk = cfg.value("skip_prk_steps", false);
+    const auto spacing = cfg.value("timestep_spacing", std::string("leading"));
+    k.spacing = spacing == "linspace"   ? timestep_spacing::linspace
+                : spacing == "trailing" ? timestep_spacing::trailing
+                                        : timestep_spacing::leading;
+    k.steps_offset = cfg.value("steps_offset", std::size_t{0});
+    k.after_last = cfg.value("set_alpha_to_one", false) ? final_alpha::one : final_alpha::alpha_cumprod_0;
+    k.num_steps = st.at("num_inference_steps").get<std::size_t>();
+    const auto make = [&] { return pndm_timesteps(big_t, k.num_steps, k.skip_prk, k.spacing, k.steps_offset); };
+    if (c.at("group") == "error") {
+      bool threw = false;
+      try {
+        (void)make();
+      } catch (const std::invalid_argument&) {
+        threw = true;
+      }
+      check(threw, "expected an invalid_argument for " + c.at("expected_error").dump());
+      return;
+    }
+    k.timesteps = make();
+  }
   k.scaling = cfg.value("timestep_scaling", 10.0);
   const std::size_t original = cfg.value("original_inference_steps", std::size_t{50});
-  if (st.contains("timesteps")) {
+  if (k.pndm) {
+  } else if (st.contains("timesteps")) {
     k.timesteps = st.at("timesteps").get<std::vector<std::int64_t>>();
   } else {
     const auto make = [&] {
@@ -100,7 +166,11 @@ void replay_consistency_case(const json& c, const json& tables, tally& t, const 
     const std::vector<double> input = rec.contains("sample") ? tensor(rec.at("sample")) : previous;
     const std::vector<double> ref_prev = tensor(rec.at("prev_sample"));
     previous = ref_prev;
-    check(rec.at("t").get<std::int64_t>() == k.timesteps.at(i), "timestep at step " + std::to_string(i));
+    check(rec.at("t").get<std::int64_t>() == k.timesteps.at(i), "timestep at call " + std::to_string(i));
+    if (k.pndm) {
+      t.worst_step = std::max(t.worst_step, pndm_isolated_transfer(rec, input, state_schedule, k, check));
+      continue;
+    }
     const std::vector<double> m = tensor(rec.at("model_output"));
     const std::vector<double> z = rec.at("noise").is_null() ? std::vector<double>(elements, 0.0) : tensor(rec.at("noise"));
     // The levels step i reads: t_i, t_{i+1} (or 0) and TCD's t_s.
@@ -165,7 +235,10 @@ void replay_consistency_case(const json& c, const json& tables, tally& t, const 
   check(d_state <= 1e-10, "float64-state final deviates by " + std::to_string(d_state));
   const double any_step = number(c.at("float64_schedule_variant").at("max_abs_diff_any_step"));
   for (const json& rec : c.at("steps")) {
-    const auto i = rec.at("i").get<std::size_t>();
+    const auto call = rec.at("i").get<std::size_t>();  // diffusers' step() call = our row
+    const solver_row& row = ours_state.rows().at(call);
+    if (!row.ends_step) continue;  // PNDM's provisional first call and PRK stages are not states of ours
+    const std::size_t i = row.step;
     const auto ref = tensor(rec.at("prev_sample"));
     double dev = 0.0;
     for (std::size_t e = 0; e < ref.size(); ++e) dev = std::max(dev, std::abs(trajectory[i][e] - ref[e]));
