@@ -46,7 +46,8 @@ inline const std::set<std::string>& implemented_classes() {
                                              "DPMSolverMultistepScheduler",
                                              "LCMScheduler",
                                              "TCDScheduler",
-                                             "PNDMScheduler"};
+                                             "PNDMScheduler",
+                                             "IPNDMScheduler"};
   return classes;
 }
 

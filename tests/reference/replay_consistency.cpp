@@ -12,11 +12,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <numbers>
 #include <string>
 #include <vector>
 
 #include "reference_data.hpp"
 #include "skipstep/solver/consistency.hpp"
+#include "skipstep/solver/ipndm.hpp"
 #include "skipstep/solver/pndm.hpp"
 
 using namespace skipstep;
@@ -24,7 +26,7 @@ using namespace skipstep;
 namespace skipstep_reference {
 
 bool is_consistency_class(const std::string& cls) {
-  return cls == "LCMScheduler" || cls == "TCDScheduler" || cls == "PNDMScheduler";
+  return cls == "LCMScheduler" || cls == "TCDScheduler" || cls == "PNDMScheduler" || cls == "IPNDMScheduler";
 }
 
 namespace {
@@ -92,7 +94,103 @@ double pndm_isolated_transfer(const json& rec, const std::vector<double>& input,
 
 }  // namespace
 
+/// IPNDM: its own levels (betas = σ, alphas = α). Isolated: the transfer of the recorded combined ε and the ε
+/// estimate of the step (σ·x + α·m) against diffusers'; full runs on the recorded float32 levels against the state
+/// variant (which equals the real run: promoting IPNDM's float32 levels changes nothing) and on float64 levels
+/// (make_ipndm_grid, or the trained σ list) against the pure variant, both to 1e-10, with the recorded float32
+/// model times as diffusers keeps them in both.
+void replay_ipndm_case(const json& c, tally& t, const check_fn& check) {
+  const json& cfg = c.at("config");
+  const auto betas = tensor(c.at("betas")), alphas = tensor(c.at("alphas")), times = tensor(c.at("timesteps"));
+  ipndm_grid recorded;
+  for (std::size_t i = 0; i < betas.size(); ++i) recorded.levels.push_back(level{alphas[i], betas[i]});
+  recorded.timesteps = times;
+  const json& st = c.at("set_timesteps_kwargs");
+  ipndm_grid pure_grid;
+  if (cfg.contains("trained_betas") && !cfg.at("trained_betas").is_null())
+    pure_grid = ipndm_grid_from_sigmas(tensor(cfg.at("trained_betas")));
+  else
+    pure_grid = make_ipndm_grid(st.is_object() && st.contains("num_inference_steps")
+                                    ? st.at("num_inference_steps").get<std::size_t>()
+                                    : cfg.at("num_train_timesteps").get<std::size_t>());
+  check(pure_grid.size() == times.size(), "number of steps differs from diffusers'");
+  // diffusers' times are float32: σ = sin²(s·π/2) within ~4u relative, α = √(1 − σ²) whose float32 radicand has an
+  // absolute error ~3u (it cancels near σ = 1: README rule 27), θ = atan2(σ, α); so
+  // |Δθ| ≤ α·4u·σ + σ·3u/(2α) (α² + σ² = 1), and t = θ·2/π rounded to float32. Twice that is the bound.
+  for (std::size_t i = 0; i < std::min(pure_grid.size(), times.size()); ++i) {
+    const level l = pure_grid.levels[i];
+    const double dtheta = l.alpha * 4.0 * u32 * l.sigma + (l.alpha > 0.0 ? l.sigma * 3.0 * u32 / (2.0 * l.alpha) : 0.0);
+    const double bound = 2.0 * (dtheta * 2.0 / std::numbers::pi + 2.0 * u32 * times[i]) + 1e-300;
+    check(std::abs(pure_grid.timesteps[i] - times[i]) <= bound, "model time " + std::to_string(i) + " differs from diffusers' by " +
+                                                                    std::to_string(pure_grid.timesteps[i] - times[i]));
+  }
+  pure_grid.timesteps = times;  // the pure variant keeps diffusers' float32 times
+  const std::size_t n_samples = c.at("shape").at(0).get<std::size_t>();
+  sampler_options opt = ipndm_sampler::with_v();
+  opt.num_samples = n_samples;
+  std::vector<double> previous = tensor(c.at("x_T"));
+  for (const json& rec : c.at("steps")) {
+    const auto i = rec.at("i").get<std::size_t>();
+    const std::vector<double> input = rec.contains("sample") ? tensor(rec.at("sample")) : previous;
+    const std::vector<double> ref = tensor(rec.at("prev_sample"));
+    previous = ref;
+    const std::vector<double> m = tensor(rec.at("model_output")), e = tensor(rec.at("ipndm_ets_combined"));
+    const std::vector<double> ets = tensor(rec.at("ipndm_ets"));
+    const level a = recorded.levels.at(i), b = recorded.levels.at(i + 1);
+    auto run = [&](double pa, double pb) {
+      const double alpha = std::max(a.alpha * (1.0 + pa), 1e-8), q = b.alpha * (1.0 + pb) / alpha;
+      std::vector<double> out(input.size());
+      for (std::size_t k = 0; k < out.size(); ++k) out[k] = q * (input[k] - a.sigma * e[k]) + b.sigma * e[k];
+      return out;
+    };
+    const auto ours = run(0.0, 0.0);
+    double spread = 0.0;
+    for (double p : {-4.0 * u32, 4.0 * u32})
+      for (const auto& other : {run(p, 0.0), run(0.0, p)})
+        for (std::size_t k = 0; k < other.size(); ++k) spread = std::max(spread, std::abs(other[k] - ours[k]));
+    double dev = 0.0;
+    for (std::size_t k = 0; k < ours.size(); ++k) dev = std::max(dev, std::abs(ours[k] - ref[k]));
+    for (std::size_t k = 0; k < ets.size(); ++k) dev = std::max(dev, std::abs(a.sigma * input[k] + a.alpha * m[k] - ets[k]));
+    const double bound = 4.0 * spread + 16.0 * u32 * std::max({max_abs(input), max_abs(e), max_abs(ref), max_abs(m), 1.0});
+    t.worst_step = std::max(t.worst_step, dev / bound);
+    check(dev <= bound, "isolated step " + std::to_string(i) + " deviates by " + std::to_string(dev));
+  }
+  auto model = [](const std::vector<double>& xs, double time) { return reference_model(xs, time); };
+  auto run_full = [&](const ipndm_grid& g, std::vector<std::vector<double>>* trajectory) {
+    std::vector<double> x = tensor(c.at("x_T"));
+    sampler_workspace<double> ws(x.size());
+    ipndm_sampler(g, opt).sample(model, x, no_noise{}, ws, [&](const step_info&, std::span<const double> xs, auto) {
+      if (trajectory) trajectory->emplace_back(xs.begin(), xs.end());
+    });
+    return x;
+  };
+  std::vector<std::vector<double>> trajectory;
+  const auto state = run_full(recorded, &trajectory);
+  const auto pure = run_full(pure_grid, nullptr);
+  const double d_state = rel_dev(state, tensor(c.at("float64_state_variant").at("final_sample")));
+  const double d_pure = rel_dev(pure, tensor(c.at("float64_schedule_variant").at("final_sample")));
+  t.worst_state = std::max(t.worst_state, d_state);
+  t.worst_pure = std::max(t.worst_pure, d_pure);
+  check(d_state <= 1e-10, "float64-state final deviates by " + std::to_string(d_state));
+  check(d_pure <= 1e-10, "pure-float64 final deviates by " + std::to_string(d_pure));
+  for (const json& rec : c.at("steps")) {
+    const auto i = rec.at("i").get<std::size_t>();
+    const auto ref = tensor(rec.at("prev_sample"));
+    const double d = rel_dev(trajectory.at(i), ref);
+    t.worst_traj = std::max(t.worst_traj, d / 1e-10);
+    check(d <= 1e-10, "trajectory at step " + std::to_string(i) + " deviates by " + std::to_string(d));
+  }
+  const double d_real = rel_dev(state, tensor(c.at("final_sample")));
+  t.worst_real = std::max(t.worst_real, d_real);
+  t.worst_real_ratio = std::max(t.worst_real_ratio, d_real / 1e-10);
+  check(d_real <= 1e-10, "real final deviates by " + std::to_string(d_real));
+}
+
 void replay_consistency_case(const json& c, const json& tables, tally& t, const check_fn& check) {
+  if (c.at("scheduler_class") == "IPNDMScheduler") {
+    replay_ipndm_case(c, t, check);
+    return;
+  }
   const json& cfg = c.at("config");
   const auto big_t = cfg.at("num_train_timesteps").get<std::size_t>();
   const json& st = c.at("set_timesteps_kwargs");
