@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -120,14 +121,17 @@ class timestep_schedule {
   [[nodiscard]] static timestep_schedule custom(std::size_t num_train_timesteps,
                                                 std::span<const std::int64_t> timesteps) {
     constexpr const char* fn = "timestep_schedule::custom";
-    if (num_train_timesteps == 0)
-      detail::throw_invalid(fn, "num_train_timesteps", "must be >= 1", num_train_timesteps);
+    check_train_timesteps(fn, num_train_timesteps);
     if (timesteps.empty()) detail::throw_invalid(fn, "timesteps.size()", "must be >= 1", timesteps.size());
     return timestep_schedule(fn, num_train_timesteps, std::vector<std::int64_t>(timesteps.begin(), timesteps.end()));
   }
 
-  /// A copy whose step after the last entry goes to `f` (default final_alpha::one).
+  /// A copy whose step after the last entry goes to `f` (default final_alpha::one). A value cast from outside the
+  /// enum throws std::invalid_argument.
   [[nodiscard]] timestep_schedule with_final_alpha(final_alpha f) const {
+    if (f != final_alpha::one && f != final_alpha::alpha_cumprod_0)
+      detail::throw_invalid("timestep_schedule::with_final_alpha", "f", "is not a final_alpha value",
+                            static_cast<int>(f));
     timestep_schedule copy = *this;
     copy.final_ = f;
     return copy;
@@ -137,8 +141,11 @@ class timestep_schedule {
   [[nodiscard]] std::size_t size() const noexcept { return timesteps_.size(); }
   /// T of the schedule the list indexes.
   [[nodiscard]] std::size_t num_train_timesteps() const noexcept { return num_train_timesteps_; }
-  /// t_i, i = 0..N−1 (decreasing).
-  [[nodiscard]] std::int64_t operator[](std::size_t i) const { return timesteps_.at(i); }
+  /// t_i, i = 0..N−1 (decreasing); std::out_of_range naming i and N otherwise.
+  [[nodiscard]] std::int64_t operator[](std::size_t i) const {
+    detail::check_index("timestep_schedule::operator[]", "i", i, timesteps_.size(), "N");
+    return timesteps_[i];
+  }
   /// The whole list t_0 > ... > t_{N−1}.
   [[nodiscard]] std::span<const std::int64_t> timesteps() const noexcept { return timesteps_; }
   /// What follows t_{N−1}.
@@ -161,9 +168,17 @@ class timestep_schedule {
     }
   }
 
-  static void check_counts(const char* fn, std::size_t num_train_timesteps, std::size_t num_steps) {
+  /// 1 <= T <= INT64_MAX: timesteps are std::int64_t, so a larger T could not be indexed (and would read as < 0).
+  static void check_train_timesteps(const char* fn, std::size_t num_train_timesteps) {
     if (num_train_timesteps == 0)
       detail::throw_invalid(fn, "num_train_timesteps", "must be >= 1", num_train_timesteps);
+    if (num_train_timesteps > static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max()))
+      detail::throw_invalid(fn, "num_train_timesteps", "must be <= 9223372036854775807 (timesteps are int64)",
+                            num_train_timesteps);
+  }
+
+  static void check_counts(const char* fn, std::size_t num_train_timesteps, std::size_t num_steps) {
+    check_train_timesteps(fn, num_train_timesteps);
     if (num_steps == 0) detail::throw_invalid(fn, "num_steps", "must be >= 1", num_steps);
     if (num_steps > num_train_timesteps)
       detail::throw_invalid(fn, "num_steps", "must not exceed num_train_timesteps = " + std::to_string(num_train_timesteps),

@@ -1,0 +1,51 @@
+// Findings of the misuse program (tests/misuse): one test per bug it found in the headers outside sampler.hpp,
+// parallel.hpp and backend/, each failing before its fix. The misuse program runs the same inputs in separate
+// processes under the sanitizers; these tests keep the fixed behaviour in the ordinary unit suite.
+#include <catch2/catch.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "check_error.hpp"
+#include "skipstep/skipstep.hpp"
+
+using namespace skipstep;
+using ivec = std::vector<std::int64_t>;
+
+namespace {
+constexpr std::size_t size_max = std::numeric_limits<std::size_t>::max();
+}  // namespace
+
+TEST_CASE("indices past a table's end, T beyond int64 and enum values cast from bad ints are named errors",
+          "[misuse][errors]") {
+  const auto sched = noise_schedule<>::linear(1000);
+  const auto ts = timestep_schedule::linspace(1000, 10);
+  // Was libstdc++'s "vector::_M_range_check: __n (which is 1000) >= this->size() (which is 1000)".
+  CHECK_ERROR(sched.alpha_cumprod(1000), std::out_of_range, "skipstep::noise_schedule::alpha_cumprod", "t must be < T = 1000",
+              "(got 1000)");
+  CHECK_ERROR(sched.snr(size_max), std::out_of_range, "skipstep::noise_schedule::snr", "t", "(got 18446744073709551615)");
+  CHECK_ERROR(sched.sqrt_alpha_cumprod(2000), std::out_of_range, "noise_schedule::sqrt_alpha_cumprod", "t", "(got 2000)");
+  CHECK_ERROR(ts[10], std::out_of_range, "skipstep::timestep_schedule::operator[]", "i must be < N = 10", "(got 10)");
+  // T > INT64_MAX read as a negative limit: every timestep was rejected as "must be in [0, T = 18446744073709551615)".
+  CHECK_ERROR(timestep_schedule::custom(size_max, ivec{5, 3}), std::invalid_argument, "timestep_schedule::custom",
+              "num_train_timesteps", "(got 18446744073709551615)");
+  CHECK_ERROR(timestep_schedule::linspace(size_max, 1), std::invalid_argument, "timestep_schedule::linspace",
+              "num_train_timesteps", "(got 18446744073709551615)");
+  CHECK_NOTHROW(timestep_schedule::custom(static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max()), ivec{5, 3}));
+  // Enum values cast from outside the enum were silently taken as one of the conventions.
+  CHECK_ERROR(ts.with_final_alpha(static_cast<final_alpha>(7)), std::invalid_argument,
+              "timestep_schedule::with_final_alpha", "f", "(got 7)");
+  CHECK_ERROR(ddim_transitions(sched, ts, static_cast<step_convention>(5)), std::invalid_argument, "ddim_transitions",
+              "convention", "(got 5)");
+  sampler_options bad;
+  bad.convention = static_cast<step_convention>(5);
+  CHECK_ERROR(ddpm_sampler(sched, ts, variance_type::fixed_small, bad), std::invalid_argument, "skipstep::ddpm_sampler:",
+              "convention", "(got 5)");
+  CHECK_ERROR(ddim_sampler(sched, ts, eta{0.0}, bad), std::invalid_argument, "skipstep::ddim_sampler:", "convention",
+              "(got 5)");
+  CHECK_ERROR(ddim_inverse_sampler(sched, ts, bad), std::invalid_argument, "skipstep::ddim_inverse_sampler:",
+              "convention", "(got 5)");
+}
