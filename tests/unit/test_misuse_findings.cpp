@@ -49,3 +49,27 @@ TEST_CASE("indices past a table's end, T beyond int64 and enum values cast from 
   CHECK_ERROR(ddim_inverse_sampler(sched, ts, bad), std::invalid_argument, "skipstep::ddim_inverse_sampler:",
               "convention", "(got 5)");
 }
+
+TEST_CASE("apply_ddpm_learned_step's errors name apply_ddpm_learned_step, not the functions it calls", "[misuse][ddpm]") {
+  std::vector<double> x(8, 0.5), m(8, 0.1), v(8, 0.0), wrong(9, 0.1), empty;
+  const auto call = [&](double a_t, std::span<double> xs, std::span<const double> ms, std::span<const double> vs,
+                        const x0_processing& p, std::size_t samples) {
+    apply_ddpm_learned_step<double>(prediction_type::epsilon, a_t, 0.7, variance_type::learned, xs, ms, vs, p, samples,
+                                    philox_normal(1), 0);
+  };
+  // Were "skipstep::apply_step: ..." and "skipstep::ddpm_posterior_at: ...".
+  CHECK_ERROR(call(0.5, x, wrong, v, x0_processing::none(), 1), std::invalid_argument,
+              "skipstep::apply_ddpm_learned_step:", "model.size()", "(got 9)");
+  CHECK_ERROR(call(0.5, empty, empty, empty, x0_processing::none(), 1), std::invalid_argument,
+              "skipstep::apply_ddpm_learned_step:", "x.size()", "(got 0)");
+  CHECK_ERROR(call(0.5, x, m, v, x0_processing::none(), 0), std::invalid_argument, "skipstep::apply_ddpm_learned_step:",
+              "num_samples", "(got 0)");
+  CHECK_ERROR(call(1.5, x, m, v, x0_processing::none(), 1), std::invalid_argument, "skipstep::apply_ddpm_learned_step:",
+              "alpha_cumprod_t", "(got 1.5)");
+  x0_processing bad;
+  bad.mode = x0_processing::kind::clip;
+  bad.clip_range = skipstep_test::nan_v;
+  CHECK_ERROR(call(0.5, x, m, v, bad, 1), std::invalid_argument, "skipstep::apply_ddpm_learned_step:",
+              "processing.clip_range", "(got nan)");
+  CHECK(x == std::vector<double>(8, 0.5));
+}
