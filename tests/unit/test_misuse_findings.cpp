@@ -6,11 +6,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <random>
 #include <stdexcept>
 #include <vector>
 
 #include "check_error.hpp"
 #include "skipstep/skipstep.hpp"
+#include "skipstep/testing/gaussian_mixture.hpp"
+#include "skipstep/testing/sliced_wasserstein.hpp"
 
 using namespace skipstep;
 using ivec = std::vector<std::int64_t>;
@@ -72,4 +75,32 @@ TEST_CASE("apply_ddpm_learned_step's errors name apply_ddpm_learned_step, not th
   CHECK_ERROR(call(0.5, x, m, v, bad, 1), std::invalid_argument, "skipstep::apply_ddpm_learned_step:",
               "processing.clip_range", "(got nan)");
   CHECK(x == std::vector<double>(8, 0.5));
+}
+
+TEST_CASE("gaussian_mixture and wsw reject a row count whose n * dim wraps around, and stds whose square is not normal",
+          "[misuse][gaussian_mixture]") {
+  const auto g = testing::gaussian_mixture::ring2d();
+  std::vector<double> x(2, 0.5), out(2), ws(g.workspace_size());
+  const std::size_t n = (std::size_t{1} << 63) + 1;  // n * 2 wraps to 2 = x.size(): the loop ran 2^63 rows past x
+  CHECK_ERROR(g.epsilon_batch(x, n, 0.5, out, ws), std::invalid_argument, "testing::gaussian_mixture::epsilon_batch",
+              "n (rows)", "(got 9223372036854775809)");
+  CHECK_ERROR(g.epsilon_batch(x, n, 0.5, out), std::invalid_argument, "testing::gaussian_mixture::epsilon_batch",
+              "n (rows)", "(got 9223372036854775809)");
+  std::mt19937_64 gen(1);
+  CHECK_ERROR(g.sample(gen, n), std::invalid_argument, "testing::gaussian_mixture::sample", "n (rows)",
+              "(got 9223372036854775809)");  // returned 1 row silently
+  CHECK_ERROR(testing::whitened_sliced_w2(g, x, n), std::invalid_argument, "testing::whitened_sliced_w2", "n (rows)",
+              "(got 9223372036854775809)");
+  // s = 1e-200 has s² = 0 and s = 1e200 has s² = inf: ε* was NaN (at a = 1, and everywhere for the large one).
+  CHECK_ERROR(testing::gaussian_mixture(1, {0.0}, {1e-200}, {1.0}), std::invalid_argument,
+              "testing::gaussian_mixture::gaussian_mixture", "stds[0]", "(got 9.9999999999999998e-201)");
+  CHECK_ERROR(testing::gaussian_mixture(1, {0.0}, {1e200}, {1.0}), std::invalid_argument,
+              "testing::gaussian_mixture::gaussian_mixture", "stds[0]", "(got 9.9999999999999997e+199)");
+  // The smallest accepted stds: ε* at a = 1 is the documented 0, not 0·inf.
+  const testing::gaussian_mixture tiny(1, {0.0}, {2e-154}, {1.0});
+  std::vector<double> row{10.0}, eps(1), ws1(tiny.workspace_size());
+  tiny.epsilon_at_alpha(row, 1.0, eps);
+  CHECK(eps[0] == 0.0);
+  tiny.epsilon_batch(row, 1, 1.0, eps, ws1);
+  CHECK(eps[0] == 0.0);
 }

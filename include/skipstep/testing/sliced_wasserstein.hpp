@@ -158,9 +158,10 @@ inline wsw_report whitened_sliced_w2_report(const gaussian_mixture& mixture, std
   const std::size_t D = mixture.dim(), K = mixture.num_components();
   if (n == 0)
     throw std::invalid_argument("skipstep::testing::whitened_sliced_w2: n must be >= 1 (got 0)");
-  if (samples.size() != n * D) {
+  const std::size_t elements = detail::gm_row_elements("whitened_sliced_w2", n, D);
+  if (samples.size() != elements) {
     throw std::invalid_argument(
-        "skipstep::testing::whitened_sliced_w2: samples must have n*dim() = " + std::to_string(n * D) +
+        "skipstep::testing::whitened_sliced_w2: samples must have n*dim() = " + std::to_string(elements) +
         " elements (got " + std::to_string(samples.size()) + ")");
   }
   wsw_report rep;
