@@ -36,16 +36,30 @@ void predict_into(std::string_view function, F& f, const X& x, std::int64_t t, s
   }
 }
 
-/// Unbiased standard deviation (torch.std's default correction = 1) of one sample's elements.
+/// Unbiased standard deviation (torch.std's default correction = 1) of one sample's elements, times 1/`unit`.
 template <class T>
-double sample_std(std::span<const T> v) {
+double sample_std(std::span<const T> v, double unit = 1.0) {
   if (v.size() < 2) return 0.0;
   double mean = 0.0;
-  for (T e : v) mean += static_cast<double>(e);
+  for (T e : v) mean += static_cast<double>(e) / unit;
   mean /= static_cast<double>(v.size());
   double ss = 0.0;
-  for (T e : v) ss += (static_cast<double>(e) - mean) * (static_cast<double>(e) - mean);
+  for (T e : v) ss += (static_cast<double>(e) / unit - mean) * (static_cast<double>(e) / unit - mean);
   return std::sqrt(ss / static_cast<double>(v.size() - 1));
+}
+
+/// The two standard deviations of the guidance rescale, recomputed in units of the largest magnitude when a sum of
+/// squares overflowed: finite outputs near the top of double's range (|m| > 1e154) gave inf/inf = NaN. Only their
+/// ratio is used, so the unit cancels; ordinary outputs never take this path (their bits are unchanged).
+template <class T>
+void rescale_stds_without_overflow(std::span<const T> cond, std::span<const T> cfg, double& std_cond, double& std_cfg) {
+  if (std::isfinite(std_cond) && std::isfinite(std_cfg)) return;
+  double unit = 0.0;
+  for (T e : cond) unit = std::max(unit, std::abs(static_cast<double>(e)));
+  for (T e : cfg) unit = std::max(unit, std::abs(static_cast<double>(e)));
+  if (!std::isfinite(unit) || unit == 0.0) return;  // a NaN or an infinity in the outputs themselves
+  std_cond = sample_std<T>(cond, unit);
+  std_cfg = sample_std<T>(cfg, unit);
 }
 
 /// Checks one guided call and returns the output factor k (1, or 2 for a learned-variance output [m_b; v_b] per
@@ -80,9 +94,10 @@ void combine_guidance(std::span<const T> uncond, std::span<const T> cond, std::s
     if (factor == 2) std::copy_n(cond.begin() + static_cast<std::ptrdiff_t>(m0 + per), per, out.begin() + static_cast<std::ptrdiff_t>(m0 + per));
     if (rescale == 0.0) continue;
     const auto o = out.subspan(m0, per);
-    const double std_cfg = sample_std<T>(o);
+    double std_cfg = sample_std<T>(o), std_cond = sample_std<T>(cond.subspan(m0, per));
+    rescale_stds_without_overflow<T>(cond.subspan(m0, per), o, std_cond, std_cfg);
     if (std_cfg == 0.0) continue;  // a constant output has nothing to rescale
-    const double factor_b = rescale * sample_std<T>(cond.subspan(m0, per)) / std_cfg + (1.0 - rescale);
+    const double factor_b = rescale * std_cond / std_cfg + (1.0 - rescale);
     for (T& e : o) e = static_cast<T>(static_cast<double>(e) * factor_b);
   }
 }

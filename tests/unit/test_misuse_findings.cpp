@@ -104,3 +104,21 @@ TEST_CASE("gaussian_mixture and wsw reject a row count whose n * dim wraps aroun
   tiny.epsilon_batch(row, 1, 1.0, eps, ws1);
   CHECK(eps[0] == 0.0);
 }
+
+TEST_CASE("the guidance rescale of finite outputs whose squares overflow double is finite", "[misuse][guidance]") {
+  // ±1e200: finite, but the sum of squares in the standard deviations is inf and inf/inf made every output NaN.
+  auto cond = [](const std::vector<double>& v, std::int64_t) {
+    std::vector<double> m(v.size());
+    for (std::size_t i = 0; i < m.size(); ++i) m[i] = (i % 2 ? 1e200 : -1e200) * (1.0 + 0.1 * static_cast<double>(i));
+    return m;
+  };
+  auto uncond = [](const std::vector<double>& v, std::int64_t) { return std::vector<double>(v.size(), 0.0); };
+  for (double scale : {1.0, 1.5}) {
+    classifier_free_guidance g(cond, uncond, scale, 0.7);
+    std::vector<double> x(8), out(8);
+    g(x, 1, std::span<double>(out));
+    // std(cfg) = scale·std(cond): the rescale factor is 0.7/scale + 0.3, so out = cond·(0.7 + 0.3·scale).
+    const auto c = cond(x, 1);
+    for (std::size_t i = 0; i < out.size(); ++i) CHECK(out[i] == Approx(c[i] * (0.7 + 0.3 * scale)).epsilon(1e-12));
+  }
+}
