@@ -3,6 +3,7 @@
 // processes under the sanitizers; these tests keep the fixed behaviour in the ordinary unit suite.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -121,4 +122,30 @@ TEST_CASE("the guidance rescale of finite outputs whose squares overflow double 
     const auto c = cond(x, 1);
     for (std::size_t i = 0; i < out.size(); ++i) CHECK(out[i] == Approx(c[i] * (0.7 + 0.3 * scale)).epsilon(1e-12));
   }
+}
+
+TEST_CASE("a step-level call with a given_noise too small for the step throws before it writes x", "[misuse][noise]") {
+  const affine_step c = ddim_step(prediction_type::epsilon, 0.5, 0.7, sigma_choice{0.1, 0.1});
+  const std::vector<double> x_T(600, 0.25), m(600, 0.1), short_noise(599, 0.5), v(600, 0.0);
+  std::vector<double> x = x_T;
+  // The first blocks were served and written before the block past the end threw: x was half-stepped.
+  CHECK_ERROR(apply_step<double>(c, x, m, x0_processing::none(), 1, given_noise<double>{short_noise}, 0),
+              std::invalid_argument, "skipstep::apply_step:", "given_noise", "(got 599)");
+  CHECK(x == x_T);
+  // Two samples of 300 at a stride of 300 need 600 values; sample_size 0 means one sample of all values.
+  CHECK_ERROR(apply_step<double>(c, x, m, x0_processing::none(), 2, given_noise<double>{x_T, 0}, 0),
+              std::invalid_argument, "skipstep::apply_step:", "given_noise", "(got 600)");
+  CHECK(x == x_T);
+  CHECK_ERROR(apply_ddpm_learned_step<double>(prediction_type::epsilon, 0.5, 0.7, variance_type::learned, x, m, v,
+                                              x0_processing::none(), 2, given_noise<double>{short_noise, 300}, 0),
+              std::invalid_argument, "skipstep::apply_ddpm_learned_step:", "given_noise", "(got 599)");
+  CHECK(x == x_T);
+  // Enough values: the same bits as the values served one block at a time by a plain callable.
+  const std::vector<double> z(600, 0.5);
+  std::vector<double> y = x_T;
+  apply_step<double>(c, x, m, x0_processing::none(), 2, given_noise<double>{z, 300}, 0);
+  apply_step<double>(c, y, m, x0_processing::none(), 2, [](std::span<double> out, noise_position) {
+    std::fill(out.begin(), out.end(), 0.5);
+  }, 0);
+  CHECK(x == y);
 }

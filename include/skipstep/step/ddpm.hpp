@@ -199,6 +199,7 @@ void apply_ddpm_learned_step(prediction_type kind, double alpha_cumprod_t, doubl
   const std::size_t per_sample = detail::check_step_arguments<T, Noise>(fn, x, std::span<const T>(model), processing,
                                                                         num_samples, x0_out, scratch.size());
   detail::check_same_size(fn, x, model_variance.size(), "model_variance.size()");
+  detail::check_noise_covers(fn, noise, num_samples, per_sample);
   const ddpm_posterior p =
       detail::with_context("skipstep::apply_ddpm_learned_step", [&] { return ddpm_posterior_at(alpha_cumprod_t, alpha_cumprod_prev); });
   const affine_step c = detail::with_context("skipstep::apply_ddpm_learned_step", [&] {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "skipstep/detail/error.hpp"
@@ -111,6 +112,37 @@ struct given_noise {
                             values.size());
     std::copy_n(values.begin() + static_cast<std::ptrdiff_t>(begin), out.size(), out.begin());
   }
+
+  /// Checks up front that `values` hold every block a step over `num_samples` samples of `per_sample` elements asks
+  /// for (the last one ends at (num_samples − 1)·sample_size + per_sample), so that a step fails before it writes
+  /// anything. Throws std::invalid_argument naming `function` (the step the caller called) and values.size().
+  void check_covers(std::string_view function, std::size_t num_samples, std::size_t per_sample) const {
+    const std::size_t per = sample_size == 0 ? values.size() : sample_size;
+    const bool fits = per_sample <= values.size() &&
+                      (num_samples <= 1 || per <= (values.size() - per_sample) / (num_samples - 1));
+    if (!fits)
+      detail::throw_invalid(function, "noise (given_noise) values.size()",
+                            "must cover " + std::to_string(num_samples) + " sample(s) of " +
+                                std::to_string(per_sample) + " elements at a stride of sample_size = " +
+                                std::to_string(per),
+                            values.size());
+  }
 };
+
+namespace detail {
+
+template <class S>
+inline constexpr bool is_given_noise = false;
+template <class T>
+inline constexpr bool is_given_noise<given_noise<T>> = true;
+
+/// A step-level call's up-front check of its noise source: given_noise knows its extent (check_covers); other sources
+/// cannot be checked before they are asked.
+template <class S>
+void check_noise_covers(std::string_view function, const S& source, std::size_t num_samples, std::size_t per_sample) {
+  if constexpr (is_given_noise<std::remove_cvref_t<S>>) source.check_covers(function, num_samples, per_sample);
+}
+
+}  // namespace detail
 
 }  // namespace skipstep
