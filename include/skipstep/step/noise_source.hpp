@@ -123,8 +123,10 @@ struct given_noise {
     if (!fits)
       detail::throw_invalid(function, "noise (given_noise) values.size()",
                             "must cover " + std::to_string(num_samples) + " sample(s) of " +
-                                std::to_string(per_sample) + " elements at a stride of sample_size = " +
-                                std::to_string(per),
+                                std::to_string(per_sample) + " elements (" +
+                                (sample_size == 0 ? std::string("sample_size = 0: one sample of all the values")
+                                                  : "sample_size = " + std::to_string(sample_size)) +
+                                ")",
                             values.size());
   }
 };
