@@ -1601,6 +1601,30 @@ const misuse_case cases[] = {
            "given_noise", "values.size()", "10");
      }},
 
+    {"given_noise.huge_sample_size",
+     [] {
+       // sample 1 at a stride of SIZE_MAX must not wrap around to a block before the values.
+       const dvec z(8, 0.5);
+       guarded<double> out(4);
+       expect_error<IA>(
+           [&] {
+             given_noise<double>{z, size_max}(out.span(), noise_position{1, 0, 0});
+           },
+           "given_noise", "values.size()", "8");
+       out.check("out");
+       sampler_options o;
+       o.num_samples = 2;
+       guarded<double> x(8, dvec(8, 0.1));
+       auto view = x.span();
+       expect_error<IA>(
+           [&] {
+             ddim_sampler(sched(), timestep_schedule::linspace(1000, 2), eta{1.0}, o)
+                 .sample(smooth<double>{}, view, given_noise<double>{z, size_max});
+           },
+           "given_noise", "values.size()", "8");
+       x.check("x");
+     }},
+
 #if defined(MISUSE_EIGEN)
     // Eigen backend
     {"eigen.map_outer_stride_rejected",

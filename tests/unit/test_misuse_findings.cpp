@@ -166,3 +166,30 @@ TEST_CASE("a step-level call with a given_noise too small for the step throws be
       [](std::span<double> out, noise_position) { std::fill(out.begin(), out.end(), 0.5); }, 0);
   CHECK(x == y);
 }
+
+TEST_CASE("given_noise with a huge sample_size rejects the block instead of reading before its values",
+          "[misuse][noise]") {
+  // sample 1 at a stride of SIZE_MAX: 1·SIZE_MAX + 0 wrapped around to −1, passed the bounds check, and
+  // copy_n read values[−1..2] (a heap-buffer-overflow under ASan).
+  const std::vector<double> z(8, 0.5);
+  const given_noise<double> huge{z, size_max};
+  std::vector<double> out(4);
+  CHECK_ERROR(huge(out, noise_position{1, 0, 0}), std::invalid_argument,
+              "skipstep::given_noise:", "values.size()", "(got 8)");
+  CHECK_ERROR(huge(out, noise_position{0, 0, size_max}), std::invalid_argument,
+              "skipstep::given_noise:", "values.size()", "(got 8)");
+  sampler_options two;
+  two.num_samples = 2;
+  const ddim_sampler s(noise_schedule<>::linear(1000), timestep_schedule::linspace(1000, 2), eta{1.0}, two);
+  std::vector<double> x(8, 0.1);
+  const auto identity = [](const std::vector<double>& v, std::int64_t) { return v; };
+  CHECK_ERROR(s.sample(identity, x, huge), std::invalid_argument, "skipstep::given_noise:", "values.size()",
+              "(got 8)");
+  CHECK(x == std::vector<double>(8, 0.1));
+  // In range: the same values as before.
+  const std::vector<double> ramp{0, 1, 2, 3, 4, 5, 6, 7};
+  const given_noise<double> fine{ramp, 4};
+  fine(std::span<double>(out).first(2), noise_position{1, 0, 1});
+  CHECK(out[0] == 5.0);
+  CHECK(out[1] == 6.0);
+}

@@ -102,15 +102,22 @@ struct given_noise {
   std::span<const T> values;   ///< the noise of the whole tensor for this step.
   std::size_t sample_size = 0;  ///< elements per sample; 0 = one sample holding everything.
 
-  /// Copies the requested block; throws std::invalid_argument if it lies outside `values`.
+  /// Copies the requested block; throws std::invalid_argument if it lies outside `values`. The block's offset
+  /// sample·sample_size + first_element is bounded in checked arithmetic: a huge sample_size cannot wrap it around
+  /// to a position before the values.
   void operator()(std::span<T> out, noise_position at) const {
-    const std::size_t per = sample_size == 0 ? values.size() : sample_size;
-    const std::size_t begin = static_cast<std::size_t>(at.sample) * per + static_cast<std::size_t>(at.first_element);
-    if (begin + out.size() > values.size())
+    const std::size_t size = values.size();
+    const std::size_t per = sample_size == 0 ? size : sample_size;
+    const auto sample = static_cast<std::size_t>(at.sample), first = static_cast<std::size_t>(at.first_element);
+    const bool fits = (sample == 0 || per <= size / sample) && first <= size - sample * per &&
+                      out.size() <= size - sample * per - first;
+    if (!fits)
       detail::throw_invalid("given_noise", "values.size()",
-                            "is too small for the requested block ending at " + std::to_string(begin + out.size()),
-                            values.size());
-    std::copy_n(values.begin() + static_cast<std::ptrdiff_t>(begin), out.size(), out.begin());
+                            "is too small for the requested block of " + std::to_string(out.size()) +
+                                " elements at sample " + std::to_string(sample) + ", element " +
+                                std::to_string(first) + " (sample_size = " + std::to_string(sample_size) + ")",
+                            size);
+    std::copy_n(values.begin() + static_cast<std::ptrdiff_t>(sample * per + first), out.size(), out.begin());
   }
 
   /// Checks up front that `values` hold every block a step over `num_samples` samples of `per_sample` elements asks
