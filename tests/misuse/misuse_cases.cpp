@@ -408,6 +408,14 @@ const misuse_case cases[] = {
        expect_error<IA>([] { (void)timestep_schedule::linspace(size_max, 1); }, "timestep_schedule::linspace",
                         "num_train_timesteps", "18446744073709551615");
      }},
+    {"timesteps.double_spacing_T_above_2p53",
+     [] {
+       const auto big = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+       expect_error<IA>([&] { (void)timestep_schedule::trailing(big, 1); }, "timestep_schedule::trailing",
+                        "num_train_timesteps", "9223372036854775807");
+       expect_error<IA>([&] { (void)timestep_schedule::linspace(big, 2); }, "timestep_schedule::linspace",
+                        "num_train_timesteps", "9223372036854775807");
+     }},
     {"timesteps.index_N",
      [] {
        expect_error<std::out_of_range>([] { (void)steps10()[10]; }, "timestep_schedule::operator[]", "i",

@@ -193,3 +193,20 @@ TEST_CASE("given_noise with a huge sample_size rejects the block instead of read
   CHECK(out[0] == 5.0);
   CHECK(out[1] == 6.0);
 }
+
+TEST_CASE("the spacings computed in double reject T above 2^53 instead of converting 2^63 to int64",
+          "[misuse][timesteps]") {
+  // double(INT64_MAX) is 2^63: nearbyint(2^63) cast to std::int64_t is undefined behaviour (clang's
+  // -fsanitize=float-cast-overflow reports it), and the list came out as INT64_MIN.
+  const auto big = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+  CHECK_ERROR(timestep_schedule::trailing(big, 1), std::invalid_argument, "timestep_schedule::trailing",
+              "num_train_timesteps", "(got 9223372036854775807)");
+  CHECK_ERROR(timestep_schedule::linspace(big, 2), std::invalid_argument, "timestep_schedule::linspace",
+              "num_train_timesteps", "(got 9223372036854775807)");
+  const std::size_t limit = std::size_t{1} << 53;
+  CHECK(timestep_schedule::trailing(limit, 1)[0] == static_cast<std::int64_t>(limit) - 1);
+  CHECK(timestep_schedule::linspace(limit, 2)[0] == static_cast<std::int64_t>(limit) - 1);
+  // The integer spacings have no such limit.
+  CHECK(timestep_schedule::leading(big, 1)[0] == 0);
+  CHECK(timestep_schedule::uniform(big, 2)[0] == static_cast<std::int64_t>(big / 2));
+}

@@ -54,6 +54,7 @@ class timestep_schedule {
   [[nodiscard]] static timestep_schedule trailing(std::size_t num_train_timesteps, std::size_t num_steps) {
     constexpr const char* fn = "timestep_schedule::trailing";
     check_counts(fn, num_train_timesteps, num_steps);
+    check_exact_in_double(fn, num_train_timesteps);
     const double start = static_cast<double>(num_train_timesteps);
     const double step = -start / static_cast<double>(num_steps);
     // numpy's arange fills start + i·delta with delta = (start + step) − start.
@@ -71,6 +72,7 @@ class timestep_schedule {
   [[nodiscard]] static timestep_schedule linspace(std::size_t num_train_timesteps, std::size_t num_steps) {
     constexpr const char* fn = "timestep_schedule::linspace";
     check_counts(fn, num_train_timesteps, num_steps);
+    check_exact_in_double(fn, num_train_timesteps);
     std::vector<std::int64_t> ts(num_steps);
     const double stop = static_cast<double>(num_train_timesteps - 1);
     const double step = num_steps > 1 ? stop / static_cast<double>(num_steps - 1) : 0.0;
@@ -174,6 +176,15 @@ class timestep_schedule {
       detail::throw_invalid(fn, "num_train_timesteps", "must be >= 1", num_train_timesteps);
     if (num_train_timesteps > static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max()))
       detail::throw_invalid(fn, "num_train_timesteps", "must be <= 9223372036854775807 (timesteps are int64)",
+                            num_train_timesteps);
+  }
+
+  /// The spacings computed in double (trailing, linspace, as numpy does) need T <= 2^53, where every integer is a
+  /// double: above it T rounds (up to 2^63 for T near INT64_MAX, whose conversion back to int64 is undefined).
+  static void check_exact_in_double(const char* fn, std::size_t num_train_timesteps) {
+    if (num_train_timesteps > (std::size_t{1} << 53))
+      detail::throw_invalid(fn, "num_train_timesteps",
+                            "must be <= 2^53 = 9007199254740992 (this spacing is computed in double, like numpy)",
                             num_train_timesteps);
   }
 
