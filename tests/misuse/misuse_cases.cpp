@@ -567,6 +567,22 @@ const misuse_case cases[] = {
        s.sample(smooth<float>{}, x, philox_normal(2));
        expect_finite<float>(x, "x");
      }},
+    {"sigma.eta_field_set_negative",
+     [] {
+       // eta's field is public: a value set past the constructor's check is caught where the sigma is used.
+       eta e{0.5};
+       e.value = -1.0;
+       const double sigma0 = -ddpm_sigma(sched().alpha_cumprod(999), sched().alpha_cumprod(888));  // step 0
+       expect_error<DE>([&] { (void)ddim_sampler(sched(), steps10(), e); }, "ddim_sampler: step 0 (t = 999)",
+                        "sigma", detail::format_value(sigma0));
+     }},
+    {"sigma.list_values_edited_after_construction",
+     [] {
+       sigma_list l{dvec(10, 0.0)};
+       l.values.push_back(0.0);
+       expect_error<IA>([&] { (void)ddim_sampler(sched(), steps10(), l); }, "ddim_sampler: step 0 (t = 999)",
+                        "sigma_list.values.size()", "11");
+     }},
     {"sigma.list_short",
      [] {
        expect_error<IA>([] { (void)ddim_sampler(sched(), steps10(), sigma_list{dvec(9, 0.0)}); },
@@ -1099,6 +1115,26 @@ const misuse_case cases[] = {
        auto good = [&](std::size_t i, std::size_t) { hit[i] = 1; };
        pool.run(16, good);
        expect(std::count(hit.begin(), hit.end(), 1) == 16, "not every task ran after a failed job");
+     }},
+    {"pool.zero_tasks_and_one_thread_legal",
+     [] {
+       thread_pool one(1);
+       int calls = 0;
+       auto task = [&](std::size_t, std::size_t participant) {
+         expect(participant == 0, "participant of a 1-thread pool");
+         ++calls;
+       };
+       one.run(0, task);
+       one.run(3, task);
+       expect(calls == 3, "tasks of a 1-thread pool");
+       // parallel_apply_step over a 1-thread pool is apply_step.
+       const std::size_t n = 1 << 17;
+       fvec x = start<float>(n), y = x;
+       const fvec m = start<float>(n, 0.2);
+       const auto c = ddim_step(prediction_type::epsilon, 0.4, 0.6, sigma_choice{0.1, 0.1});
+       parallel_apply_step<float>(one, c, x, m, x0_processing::none(), 1, philox_normal(3), 1);
+       apply_step<float>(c, y, m, x0_processing::none(), 1, philox_normal(3), 1);
+       expect_same_bits<float>(x, y, "a 1-thread pool");
      }},
     {"pool.create_destroy_loop",
      [] {
