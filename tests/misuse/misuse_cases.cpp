@@ -1826,6 +1826,11 @@ const misuse_case cases[] = {
            },
            "testing::gaussian_mixture::gaussian_mixture", "means", "3");
      }},
+    {"mixture.dim_times_components_wraps",
+     [] {
+       expect_error<IA>([] { testing::gaussian_mixture g(std::size_t{1} << 58, {}, {}, dvec(64, 1.0)); },
+                        "testing::gaussian_mixture::gaussian_mixture", "dim", "288230376151711744");
+     }},
     {"mixture.nested_ragged",
      [] {
        expect_error<IA>(
@@ -1926,6 +1931,11 @@ const misuse_case cases[] = {
        const dvec s(2);
        expect_error<IA>([&] { (void)testing::whitened_sliced_w2(g, s, (std::size_t{1} << 63) + 1); },
                         "testing::whitened_sliced_w2", "n", "9223372036854775809");
+     }},
+    {"wsw.directions_dim_wraps",
+     [] {
+       expect_error<IA>([] { (void)testing::wsw_directions((std::size_t{1} << 57) + 1); },
+                        "testing::wsw_directions", "dim", "144115188075855873");
      }},
     {"wsw.nonfinite_sample_legal",
      [] {

@@ -210,3 +210,16 @@ TEST_CASE("the spacings computed in double reject T above 2^53 instead of conver
   CHECK(timestep_schedule::leading(big, 1)[0] == 0);
   CHECK(timestep_schedule::uniform(big, 2)[0] == static_cast<std::int64_t>(big / 2));
 }
+
+TEST_CASE("wsw_directions and the gaussian_mixture constructor reject a dim whose product wraps size_t",
+          "[misuse][gaussian_mixture]") {
+  // dim · 128 wrapped to 128 elements and the direction loop wrote 2^57 + 1 of them (heap-buffer-overflow).
+  CHECK_ERROR(
+      testing::wsw_directions((std::size_t{1} << 57) + 1), std::invalid_argument, "testing::wsw_directions",
+      "dim must be <= SIZE_MAX / wsw_directions_nd (128) = 144115188075855871", "(got 144115188075855873)");
+  // K · dim wrapped to 0, which empty means and stds matched: a mixture with no means whose mean(1) read
+  // null.
+  CHECK_ERROR(testing::gaussian_mixture(std::size_t{1} << 58, {}, {}, std::vector<double>(64, 1.0)),
+              std::invalid_argument, "testing::gaussian_mixture::gaussian_mixture",
+              "dim must be <= SIZE_MAX / the number of components", "(got 288230376151711744)");
+}

@@ -51,15 +51,22 @@ inline std::string gm_format(double v) {
   throw std::invalid_argument("skipstep::testing::" + std::string(function) + ": " + std::string(what));
 }
 
-/// n rows of `dim` doubles: n·dim elements, or std::invalid_argument when that product does not fit in size_t (it
-/// would wrap around to a small size that matches the caller's spans, and the row loop would run past them).
-inline std::size_t gm_row_elements(std::string_view function, std::size_t n, std::size_t dim) {
-  if (dim != 0 && n > std::numeric_limits<std::size_t>::max() / dim) {
-    gm_fail(function, "n (rows) must be <= SIZE_MAX / dim() = " +
-                          std::to_string(std::numeric_limits<std::size_t>::max() / dim) + " (got " +
-                          std::to_string(n) + ")");
+/// value·factor, or std::invalid_argument "<value_name> must be <= SIZE_MAX / <factor_name> = ... (got value)" when
+/// that product does not fit in size_t (it would wrap around to a small size that matches the caller's buffers, and
+/// the loops over it would run past them).
+inline std::size_t gm_checked_product(std::string_view function, std::size_t value, std::string_view value_name,
+                                      std::size_t factor, std::string_view factor_name) {
+  if (factor != 0 && value > std::numeric_limits<std::size_t>::max() / factor) {
+    gm_fail(function, std::string(value_name) + " must be <= SIZE_MAX / " + std::string(factor_name) + " = " +
+                          std::to_string(std::numeric_limits<std::size_t>::max() / factor) + " (got " +
+                          std::to_string(value) + ")");
   }
-  return n * dim;
+  return value * factor;
+}
+
+/// n rows of `dim` doubles: n·dim elements (gm_checked_product naming n).
+inline std::size_t gm_row_elements(std::string_view function, std::size_t n, std::size_t dim) {
+  return gm_checked_product(function, n, "n (rows)", dim, "dim()");
 }
 
 /// A source of uniformly distributed 64-bit words: either a std::uniform_random_bit_generator whose range is
@@ -410,8 +417,10 @@ class gaussian_mixture {
       detail::gm_fail(fn, "weights.size() (the number of components) must be <= max_components = " +
                               std::to_string(max_components) + " (got " + std::to_string(k_) + ")");
     }
-    check_size(fn, "means", mu_.size(), k_ * dim_);
-    check_size(fn, "stds", s_.size(), k_ * dim_);
+    // K·D must not wrap (to 0, which empty means and stds would match).
+    const std::size_t kd = detail::gm_checked_product(fn, dim_, "dim", k_, "the number of components");
+    check_size(fn, "means", mu_.size(), kd);
+    check_size(fn, "stds", s_.size(), kd);
     for (std::size_t i = 0; i < mu_.size(); ++i) {
       if (!std::isfinite(mu_[i])) {
         detail::gm_fail(
