@@ -63,10 +63,12 @@ void rescale_stds_without_overflow(std::span<const T> cond, std::span<const T> c
 }
 
 /// Checks one guided call and returns the output factor k (1, or 2 for a learned-variance output [m_b; v_b] per
-/// sample): out.size() = k·x.size(), num_samples divides x.size(), and the scale is finite in T.
+/// sample): out.size() = k·x.size(), num_samples divides x.size(), the scale is finite in T, and a rescale has at
+/// least 2 elements per sample (the unbiased std of one value is undefined: torch gives NaN, and the rescale
+/// would silently do nothing).
 template <class T>
 std::size_t check_guided_call(std::string_view function, std::size_t x_size, std::size_t out_size, double scale,
-                              std::size_t num_samples) {
+                              std::size_t num_samples, double rescale) {
   if (x_size == 0) throw_invalid(function, "x.size()", "must be > 0", x_size);
   if (out_size != x_size && out_size != 2 * x_size)
     throw_invalid(function, "out.size()",
@@ -76,6 +78,11 @@ std::size_t check_guided_call(std::string_view function, std::size_t x_size, std
     throw_invalid(function, "num_samples", "must divide x.size() = " + std::to_string(x_size), num_samples);
   if (!std::isfinite(static_cast<T>(scale)))
     throw_invalid(function, "scale", "overflows the tensor's element type (it must be finite in it)", scale);
+  if (rescale != 0.0 && x_size / num_samples < 2)
+    throw_invalid(function, "num_samples",
+                  "must leave at least 2 elements per sample for the rescale's standard deviation (x.size() = " +
+                      std::to_string(x_size) + ")",
+                  num_samples);
   return out_size / x_size;
 }
 
@@ -156,7 +163,8 @@ class classifier_free_guidance {
   void operator()(const X& x, std::int64_t t, std::span<tensor_value_t<X>> out) {
     using T = tensor_value_t<X>;
     constexpr const char* fn = "classifier_free_guidance";
-    const std::size_t factor = detail::check_guided_call<T>(fn, elements(x).size(), out.size(), scale_, num_samples_);
+    const std::size_t factor =
+        detail::check_guided_call<T>(fn, elements(x).size(), out.size(), scale_, num_samples_, rescale_);
     auto& cond = cond_.get<T>(out.size());
     auto& uncond = uncond_.get<T>(out.size());
     detail::predict_into(fn, conditional_, x, t, std::span<T>(cond));
@@ -194,7 +202,8 @@ class batched_classifier_free_guidance {
     const auto xs = elements(x);
     const std::size_t n = xs.size();
     const std::size_t factor =
-        detail::check_guided_call<T>("batched_classifier_free_guidance", n, out.size(), scale_, num_samples_);
+        detail::check_guided_call<T>("batched_classifier_free_guidance", n, out.size(), scale_, num_samples_,
+                                     rescale_);
     std::vector<T>& in2 = input_.get<T>(2 * n);
     std::vector<T>& out2 = output_.get<T>(2 * out.size());
     std::copy(xs.begin(), xs.end(), in2.begin());

@@ -1504,6 +1504,13 @@ const misuse_case cases[] = {
        expect_error<IA>([&] { g(x, 10, std::span<float>(out)); }, "batched_classifier_free_guidance", "scale",
                         "1e+39");
      }},
+    {"guidance.rescale_one_element_per_sample",
+     [] {
+       classifier_free_guidance g(smooth<double>{}, smooth<double>{}, 2.0, 0.5, 8);
+       dvec x(8), out(8);
+       expect_error<IA>([&] { g(x, 10, std::span<double>(out)); }, "classifier_free_guidance", "num_samples",
+                        "8");
+     }},
     {"guidance.batched_guards_legal",
      [] {
        // The network sees exactly [x; x] and writes exactly 2 * out.size(); the caller's buffers are

@@ -223,3 +223,30 @@ TEST_CASE("wsw_directions and the gaussian_mixture constructor reject a dim whos
               std::invalid_argument, "testing::gaussian_mixture::gaussian_mixture",
               "dim must be <= SIZE_MAX / the number of components", "(got 288230376151711744)");
 }
+
+TEST_CASE("a guidance rescale over one element per sample is an error, not a silent no-op",
+          "[misuse][guidance]") {
+  // The unbiased std of one value is undefined (torch: NaN); sample_std returned 0 and the rescale was
+  // skipped.
+  auto cond = [](const std::vector<double>& v, std::int64_t) { return std::vector<double>(v.size(), 0.7); };
+  auto uncond = [](const std::vector<double>& v, std::int64_t) {
+    return std::vector<double>(v.size(), -0.2);
+  };
+  std::vector<double> x(4), out(4);
+  classifier_free_guidance per_element(cond, uncond, 3.0, 0.5, 4);
+  CHECK_ERROR(per_element(x, 1, std::span<double>(out)), std::invalid_argument, "classifier_free_guidance",
+              "num_samples", "(got 4)");
+  std::vector<double> one(1), out1(1);
+  batched_classifier_free_guidance batched(
+      [](std::span<const double> x2, std::int64_t, std::span<double> o2) {
+        std::fill(o2.begin(), o2.end(), x2.empty() ? 0.0 : 0.1);
+      },
+      3.0, 0.5);
+  CHECK_ERROR(batched(one, 1, std::span<double>(out1)), std::invalid_argument,
+              "batched_classifier_free_guidance", "num_samples", "(got 1)");
+  // Without a rescale, one element per sample is fine; with 2 elements per sample the rescale runs.
+  classifier_free_guidance plain(cond, uncond, 3.0, 0.0, 4);
+  CHECK_NOTHROW(plain(x, 1, std::span<double>(out)));
+  classifier_free_guidance two(cond, uncond, 3.0, 0.5, 2);
+  CHECK_NOTHROW(two(x, 1, std::span<double>(out)));
+}
