@@ -983,6 +983,18 @@ const misuse_case cases[] = {
        x.check("x");
        expect_same_bits<double>(x.cspan(), x_T, "x after a step that threw (half-stepped)");
      }},
+    {"apply_step.given_noise_overlapping_samples",
+     [] {
+       dvec x = start<double>(600);
+       const dvec x_T = x, m(600, 0.1), z(1000, 0.5);
+       expect_error<IA>(
+           [&] {
+             apply_step<double>(ddim_step(prediction_type::epsilon, 0.5, 0.7, sigma_choice{0.1, 0.1}), x, m,
+                                x0_processing::none(), 2, given_noise<double>{z, 100}, 0);
+           },
+           "apply_step", "sample_size", "100");
+       expect_same_bits<double>(x, x_T, "x after a step that threw");
+     }},
     {"learned.given_noise_too_small",
      [] {
        dvec x = start<double>(600);

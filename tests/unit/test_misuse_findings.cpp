@@ -250,3 +250,18 @@ TEST_CASE("a guidance rescale over one element per sample is an error, not a sil
   classifier_free_guidance two(cond, uncond, 3.0, 0.5, 2);
   CHECK_NOTHROW(two(x, 1, std::span<double>(out)));
 }
+
+TEST_CASE("a step-level given_noise whose sample_size is below the samples' size is rejected",
+          "[misuse][noise]") {
+  // sample_size 100 with 2 samples of 300: sample 1 read values[100, 400), 200 of them sample 0's: correlated
+  // noise.
+  const affine_step c = ddim_step(prediction_type::epsilon, 0.5, 0.7, sigma_choice{0.1, 0.1});
+  const std::vector<double> m(600, 0.1), z(1000, 0.5);
+  std::vector<double> x(600, 0.25);
+  CHECK_ERROR(apply_step<double>(c, x, m, x0_processing::none(), 2, given_noise<double>{z, 100}, 0),
+              std::invalid_argument, "skipstep::apply_step:", "sample_size", "(got 100)");
+  CHECK(x == std::vector<double>(600, 0.25));
+  // A larger stride (padding between samples) and one sample of a shorter stride are fine.
+  CHECK_NOTHROW(apply_step<double>(c, x, m, x0_processing::none(), 2, given_noise<double>{z, 400}, 0));
+  CHECK_NOTHROW(apply_step<double>(c, x, m, x0_processing::none(), 1, given_noise<double>{z, 100}, 0));
+}

@@ -121,9 +121,15 @@ struct given_noise {
   }
 
   /// Checks up front that `values` hold every block a step over `num_samples` samples of `per_sample` elements asks
-  /// for (the last one ends at (num_samples − 1)·sample_size + per_sample), so that a step fails before it writes
-  /// anything. Throws std::invalid_argument naming `function` (the step the caller called) and values.size().
+  /// for (the last one ends at (num_samples − 1)·sample_size + per_sample), and that samples do not share values
+  /// (sample_size 0 or >= per_sample), so that a step fails before it writes anything. Throws
+  /// std::invalid_argument naming `function` (the step the caller called), the field and its value.
   void check_covers(std::string_view function, std::size_t num_samples, std::size_t per_sample) const {
+    if (num_samples > 1 && sample_size != 0 && sample_size < per_sample)  // sample b + 1 would reuse b's noise
+      detail::throw_invalid(function, "noise (given_noise) sample_size",
+                            "must be at least the step's " + std::to_string(per_sample) +
+                                " elements per sample (smaller, consecutive samples get overlapping noise)",
+                            sample_size);
     const std::size_t per = sample_size == 0 ? values.size() : sample_size;
     const bool fits = per_sample <= values.size() &&
                       (num_samples <= 1 || per <= (values.size() - per_sample) / (num_samples - 1));
