@@ -36,23 +36,39 @@ void predict_into(std::string_view function, F& f, const X& x, std::int64_t t, s
   }
 }
 
-/// Unbiased standard deviation (torch.std's default correction = 1) of one sample's elements.
+/// Unbiased standard deviation (torch.std's default correction = 1) of one sample's elements, times 1/`unit`.
 template <class T>
-double sample_std(std::span<const T> v) {
+double sample_std(std::span<const T> v, double unit = 1.0) {
   if (v.size() < 2) return 0.0;
   double mean = 0.0;
-  for (T e : v) mean += static_cast<double>(e);
+  for (T e : v) mean += static_cast<double>(e) / unit;
   mean /= static_cast<double>(v.size());
   double ss = 0.0;
-  for (T e : v) ss += (static_cast<double>(e) - mean) * (static_cast<double>(e) - mean);
+  for (T e : v) ss += (static_cast<double>(e) / unit - mean) * (static_cast<double>(e) / unit - mean);
   return std::sqrt(ss / static_cast<double>(v.size() - 1));
 }
 
+/// The two standard deviations of the guidance rescale, recomputed in units of the largest magnitude when a sum of
+/// squares overflowed: finite outputs near the top of double's range (|m| > 1e154) gave inf/inf = NaN. Only their
+/// ratio is used, so the unit cancels; ordinary outputs never take this path (their bits are unchanged).
+template <class T>
+void rescale_stds_without_overflow(std::span<const T> cond, std::span<const T> cfg, double& std_cond, double& std_cfg) {
+  if (std::isfinite(std_cond) && std::isfinite(std_cfg)) return;
+  double unit = 0.0;
+  for (T e : cond) unit = std::max(unit, std::abs(static_cast<double>(e)));
+  for (T e : cfg) unit = std::max(unit, std::abs(static_cast<double>(e)));
+  if (!std::isfinite(unit) || unit == 0.0) return;  // a NaN or an infinity in the outputs themselves
+  std_cond = sample_std<T>(cond, unit);
+  std_cfg = sample_std<T>(cfg, unit);
+}
+
 /// Checks one guided call and returns the output factor k (1, or 2 for a learned-variance output [m_b; v_b] per
-/// sample): out.size() = k·x.size(), num_samples divides x.size(), and the scale is finite in T.
+/// sample): out.size() = k·x.size(), num_samples divides x.size(), the scale is finite in T, and a rescale has at
+/// least 2 elements per sample (the unbiased std of one value is undefined: torch gives NaN, and the rescale
+/// would silently do nothing).
 template <class T>
 std::size_t check_guided_call(std::string_view function, std::size_t x_size, std::size_t out_size, double scale,
-                              std::size_t num_samples) {
+                              std::size_t num_samples, double rescale) {
   if (x_size == 0) throw_invalid(function, "x.size()", "must be > 0", x_size);
   if (out_size != x_size && out_size != 2 * x_size)
     throw_invalid(function, "out.size()",
@@ -62,6 +78,11 @@ std::size_t check_guided_call(std::string_view function, std::size_t x_size, std
     throw_invalid(function, "num_samples", "must divide x.size() = " + std::to_string(x_size), num_samples);
   if (!std::isfinite(static_cast<T>(scale)))
     throw_invalid(function, "scale", "overflows the tensor's element type (it must be finite in it)", scale);
+  if (rescale != 0.0 && x_size / num_samples < 2)
+    throw_invalid(function, "num_samples",
+                  "must leave at least 2 elements per sample for the rescale's standard deviation (x.size() = " +
+                      std::to_string(x_size) + ")",
+                  num_samples);
   return out_size / x_size;
 }
 
@@ -80,9 +101,10 @@ void combine_guidance(std::span<const T> uncond, std::span<const T> cond, std::s
     if (factor == 2) std::copy_n(cond.begin() + static_cast<std::ptrdiff_t>(m0 + per), per, out.begin() + static_cast<std::ptrdiff_t>(m0 + per));
     if (rescale == 0.0) continue;
     const auto o = out.subspan(m0, per);
-    const double std_cfg = sample_std<T>(o);
+    double std_cfg = sample_std<T>(o), std_cond = sample_std<T>(cond.subspan(m0, per));
+    rescale_stds_without_overflow<T>(cond.subspan(m0, per), o, std_cond, std_cfg);
     if (std_cfg == 0.0) continue;  // a constant output has nothing to rescale
-    const double factor_b = rescale * sample_std<T>(cond.subspan(m0, per)) / std_cfg + (1.0 - rescale);
+    const double factor_b = rescale * std_cond / std_cfg + (1.0 - rescale);
     for (T& e : o) e = static_cast<T>(static_cast<double>(e) * factor_b);
   }
 }
@@ -141,7 +163,8 @@ class classifier_free_guidance {
   void operator()(const X& x, std::int64_t t, std::span<tensor_value_t<X>> out) {
     using T = tensor_value_t<X>;
     constexpr const char* fn = "classifier_free_guidance";
-    const std::size_t factor = detail::check_guided_call<T>(fn, elements(x).size(), out.size(), scale_, num_samples_);
+    const std::size_t factor =
+        detail::check_guided_call<T>(fn, elements(x).size(), out.size(), scale_, num_samples_, rescale_);
     auto& cond = cond_.get<T>(out.size());
     auto& uncond = uncond_.get<T>(out.size());
     detail::predict_into(fn, conditional_, x, t, std::span<T>(cond));
@@ -179,7 +202,8 @@ class batched_classifier_free_guidance {
     const auto xs = elements(x);
     const std::size_t n = xs.size();
     const std::size_t factor =
-        detail::check_guided_call<T>("batched_classifier_free_guidance", n, out.size(), scale_, num_samples_);
+        detail::check_guided_call<T>("batched_classifier_free_guidance", n, out.size(), scale_, num_samples_,
+                                     rescale_);
     std::vector<T>& in2 = input_.get<T>(2 * n);
     std::vector<T>& out2 = output_.get<T>(2 * out.size());
     std::copy(xs.begin(), xs.end(), in2.begin());

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <charconv>
+#include <cstddef>
 #include <concepts>
 #include <sstream>
 #include <stdexcept>
@@ -47,6 +48,21 @@ template <class Value>
 [[noreturn]] void throw_domain(std::string_view function, std::string_view argument, std::string_view requirement,
                                const Value& value) {
   throw std::domain_error(describe(function, argument, requirement, value));
+}
+
+/// Throws std::out_of_range naming function, argument and value (an index past the end of a table).
+template <class Value>
+[[noreturn]] void throw_out_of_range(std::string_view function, std::string_view argument,
+                                     std::string_view requirement, const Value& value) {
+  throw std::out_of_range(describe(function, argument, requirement, value));
+}
+
+/// Checks an index into a table of `size` entries: std::out_of_range "skipstep::<function>: <argument> must be <
+/// <size_name> = <size> (got <index>)" otherwise (the caller's names, not the standard library's _M_range_check).
+inline void check_index(std::string_view function, std::string_view argument, std::size_t index, std::size_t size,
+                        std::string_view size_name) {
+  if (index >= size)
+    throw_out_of_range(function, argument, "must be < " + std::string(size_name) + " = " + std::to_string(size), index);
 }
 
 /// `message` with its leading "skipstep::<function>: " (the inner layer's function) replaced by `context`: the

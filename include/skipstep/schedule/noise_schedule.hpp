@@ -151,15 +151,19 @@ class noise_schedule {
   /// ā_t = Π_{s≤t} α_s.
   [[nodiscard]] std::span<const Real> alphas_cumprod() const noexcept { return alphas_cumprod_; }
 
-  /// ā_t as double; t must be in [0, T).
-  [[nodiscard]] double alpha_cumprod(std::size_t t) const { return static_cast<double>(alphas_cumprod_.at(t)); }
+  /// ā_t as double; t must be in [0, T) (std::out_of_range naming the function, t and T otherwise).
+  [[nodiscard]] double alpha_cumprod(std::size_t t) const { return level("noise_schedule::alpha_cumprod", t); }
   /// √ā_t, the signal scale of x_t = √ā_t·x_0 + √(1−ā_t)·ε.
-  [[nodiscard]] double sqrt_alpha_cumprod(std::size_t t) const { return std::sqrt(alpha_cumprod(t)); }
+  [[nodiscard]] double sqrt_alpha_cumprod(std::size_t t) const {
+    return std::sqrt(level("noise_schedule::sqrt_alpha_cumprod", t));
+  }
   /// √(1−ā_t), the noise scale of x_t.
-  [[nodiscard]] double sqrt_one_minus_alpha_cumprod(std::size_t t) const { return std::sqrt(1.0 - alpha_cumprod(t)); }
+  [[nodiscard]] double sqrt_one_minus_alpha_cumprod(std::size_t t) const {
+    return std::sqrt(1.0 - level("noise_schedule::sqrt_one_minus_alpha_cumprod", t));
+  }
   /// Signal-to-noise ratio SNR(t) = ā_t/(1 − ā_t) (Kingma et al. 2021); 0 at a zero-terminal-SNR end.
   [[nodiscard]] double snr(std::size_t t) const {
-    const double a = alpha_cumprod(t);
+    const double a = level("noise_schedule::snr", t);
     return a / (1.0 - a);
   }
   /// True when ā_{T−1} = 0 (x_{T−1} carries no signal).
@@ -167,6 +171,12 @@ class noise_schedule {
 
  private:
   noise_schedule() = default;
+
+  /// ā_t as double, t checked against T with errors naming `fn` (the accessor the caller called).
+  [[nodiscard]] double level(const char* fn, std::size_t t) const {
+    detail::check_index(fn, "t", t, alphas_cumprod_.size(), "T");
+    return static_cast<double>(alphas_cumprod_[t]);
+  }
 
   static void check_beta_range(const char* fn, std::size_t n, double beta_start, double beta_end) {
     if (n == 0) detail::throw_invalid(fn, "num_train_timesteps", "must be >= 1", n);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -53,6 +54,7 @@ class timestep_schedule {
   [[nodiscard]] static timestep_schedule trailing(std::size_t num_train_timesteps, std::size_t num_steps) {
     constexpr const char* fn = "timestep_schedule::trailing";
     check_counts(fn, num_train_timesteps, num_steps);
+    check_exact_in_double(fn, num_train_timesteps);
     const double start = static_cast<double>(num_train_timesteps);
     const double step = -start / static_cast<double>(num_steps);
     // numpy's arange fills start + i·delta with delta = (start + step) − start.
@@ -70,6 +72,7 @@ class timestep_schedule {
   [[nodiscard]] static timestep_schedule linspace(std::size_t num_train_timesteps, std::size_t num_steps) {
     constexpr const char* fn = "timestep_schedule::linspace";
     check_counts(fn, num_train_timesteps, num_steps);
+    check_exact_in_double(fn, num_train_timesteps);
     std::vector<std::int64_t> ts(num_steps);
     const double stop = static_cast<double>(num_train_timesteps - 1);
     const double step = num_steps > 1 ? stop / static_cast<double>(num_steps - 1) : 0.0;
@@ -120,14 +123,17 @@ class timestep_schedule {
   [[nodiscard]] static timestep_schedule custom(std::size_t num_train_timesteps,
                                                 std::span<const std::int64_t> timesteps) {
     constexpr const char* fn = "timestep_schedule::custom";
-    if (num_train_timesteps == 0)
-      detail::throw_invalid(fn, "num_train_timesteps", "must be >= 1", num_train_timesteps);
+    check_train_timesteps(fn, num_train_timesteps);
     if (timesteps.empty()) detail::throw_invalid(fn, "timesteps.size()", "must be >= 1", timesteps.size());
     return timestep_schedule(fn, num_train_timesteps, std::vector<std::int64_t>(timesteps.begin(), timesteps.end()));
   }
 
-  /// A copy whose step after the last entry goes to `f` (default final_alpha::one).
+  /// A copy whose step after the last entry goes to `f` (default final_alpha::one). A value cast from outside the
+  /// enum throws std::invalid_argument.
   [[nodiscard]] timestep_schedule with_final_alpha(final_alpha f) const {
+    if (f != final_alpha::one && f != final_alpha::alpha_cumprod_0)
+      detail::throw_invalid("timestep_schedule::with_final_alpha", "f", "is not a final_alpha value",
+                            static_cast<int>(f));
     timestep_schedule copy = *this;
     copy.final_ = f;
     return copy;
@@ -137,8 +143,11 @@ class timestep_schedule {
   [[nodiscard]] std::size_t size() const noexcept { return timesteps_.size(); }
   /// T of the schedule the list indexes.
   [[nodiscard]] std::size_t num_train_timesteps() const noexcept { return num_train_timesteps_; }
-  /// t_i, i = 0..N−1 (decreasing).
-  [[nodiscard]] std::int64_t operator[](std::size_t i) const { return timesteps_.at(i); }
+  /// t_i, i = 0..N−1 (decreasing); std::out_of_range naming i and N otherwise.
+  [[nodiscard]] std::int64_t operator[](std::size_t i) const {
+    detail::check_index("timestep_schedule::operator[]", "i", i, timesteps_.size(), "N");
+    return timesteps_[i];
+  }
   /// The whole list t_0 > ... > t_{N−1}.
   [[nodiscard]] std::span<const std::int64_t> timesteps() const noexcept { return timesteps_; }
   /// What follows t_{N−1}.
@@ -161,9 +170,26 @@ class timestep_schedule {
     }
   }
 
-  static void check_counts(const char* fn, std::size_t num_train_timesteps, std::size_t num_steps) {
+  /// 1 <= T <= INT64_MAX: timesteps are std::int64_t, so a larger T could not be indexed (and would read as < 0).
+  static void check_train_timesteps(const char* fn, std::size_t num_train_timesteps) {
     if (num_train_timesteps == 0)
       detail::throw_invalid(fn, "num_train_timesteps", "must be >= 1", num_train_timesteps);
+    if (num_train_timesteps > static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max()))
+      detail::throw_invalid(fn, "num_train_timesteps", "must be <= 9223372036854775807 (timesteps are int64)",
+                            num_train_timesteps);
+  }
+
+  /// The spacings computed in double (trailing, linspace, as numpy does) need T <= 2^53, where every integer is a
+  /// double: above it T rounds (up to 2^63 for T near INT64_MAX, whose conversion back to int64 is undefined).
+  static void check_exact_in_double(const char* fn, std::size_t num_train_timesteps) {
+    if (num_train_timesteps > (std::size_t{1} << 53))
+      detail::throw_invalid(fn, "num_train_timesteps",
+                            "must be <= 2^53 = 9007199254740992 (this spacing is computed in double, like numpy)",
+                            num_train_timesteps);
+  }
+
+  static void check_counts(const char* fn, std::size_t num_train_timesteps, std::size_t num_steps) {
+    check_train_timesteps(fn, num_train_timesteps);
     if (num_steps == 0) detail::throw_invalid(fn, "num_steps", "must be >= 1", num_steps);
     if (num_steps > num_train_timesteps)
       detail::throw_invalid(fn, "num_steps", "must not exceed num_train_timesteps = " + std::to_string(num_train_timesteps),

@@ -199,6 +199,8 @@ std::size_t check_step_arguments(const char* fn, std::span<T> x, std::span<const
 /// `num_samples` splits x into that many equal contiguous samples (thresholding is per sample and sample b draws
 /// noise stream b); `x0_out`, if not empty, receives the processed x̂0; `scratch` must hold one sample's elements
 /// when dynamic thresholding is on. `step_index` addresses the noise. One pass over memory; no allocation.
+/// A given_noise too small for the step throws before x is touched; any other source that throws mid-pass leaves x
+/// partly updated (the samplers draw such sources into their workspace first).
 template <class T, class Noise = no_noise>
 void apply_step(const affine_step& c, std::span<T> x, std::span<const T> model, const x0_processing& processing,
                 std::size_t num_samples = 1, Noise&& noise = {}, std::size_t step_index = 0,
@@ -206,6 +208,7 @@ void apply_step(const affine_step& c, std::span<T> x, std::span<const T> model, 
   const std::size_t per_sample =
       detail::check_step_arguments<T, Noise>("apply_step", x, std::span<const T>(model), processing, num_samples,
                                              x0_out, scratch.size());
+  detail::check_noise_covers("apply_step", noise, num_samples, per_sample);
   detail::apply_step_range(c, x.data(), model.data(), per_sample, processing, noise, step_index,
                            x0_out.empty() ? nullptr : x0_out.data(), scratch.empty() ? nullptr : scratch.data(),
                            detail::step_range{0, num_samples, 0, per_sample});

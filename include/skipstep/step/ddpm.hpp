@@ -192,13 +192,19 @@ void apply_ddpm_learned_step(prediction_type kind, double alpha_cumprod_t, doubl
                              std::span<const T> model_variance, const x0_processing& processing,
                              std::size_t num_samples, Noise&& noise, std::size_t step_index,
                              bool add_noise = true, std::span<T> x0_out = {}, std::span<T> scratch = {}) {
+  // Every check names apply_ddpm_learned_step, the function the caller called (not apply_step or ddpm_posterior_at).
+  constexpr const char* fn = "apply_ddpm_learned_step";
   if (type != variance_type::learned && type != variance_type::learned_range)
-    detail::throw_invalid("apply_ddpm_learned_step", "type", "must be learned or learned_range",
-                          detail::describe_variance_type(type));
-  detail::check_same_size("apply_ddpm_learned_step", x, model_variance.size(), "model_variance.size()");
-  const ddpm_posterior p = ddpm_posterior_at(alpha_cumprod_t, alpha_cumprod_prev);
-  const affine_step c = ddpm_step(kind, alpha_cumprod_t, alpha_cumprod_prev, type, add_noise);
-  const std::size_t per_sample = x.size() / std::max<std::size_t>(num_samples, 1);
+    detail::throw_invalid(fn, "type", "must be learned or learned_range", detail::describe_variance_type(type));
+  const std::size_t per_sample = detail::check_step_arguments<T, Noise>(fn, x, std::span<const T>(model), processing,
+                                                                        num_samples, x0_out, scratch.size());
+  detail::check_same_size(fn, x, model_variance.size(), "model_variance.size()");
+  detail::check_noise_covers(fn, noise, num_samples, per_sample);
+  const ddpm_posterior p =
+      detail::with_context("skipstep::apply_ddpm_learned_step", [&] { return ddpm_posterior_at(alpha_cumprod_t, alpha_cumprod_prev); });
+  const affine_step c = detail::with_context("skipstep::apply_ddpm_learned_step", [&] {
+    return ddpm_step(kind, alpha_cumprod_t, alpha_cumprod_prev, type, add_noise);
+  });
   if constexpr (std::is_same_v<std::remove_cvref_t<Noise>, no_noise>) {
     apply_step(c, x, model, processing, num_samples, no_noise{}, step_index, x0_out, scratch);
   } else {

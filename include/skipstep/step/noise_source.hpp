@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "skipstep/detail/error.hpp"
@@ -101,16 +102,62 @@ struct given_noise {
   std::span<const T> values;   ///< the noise of the whole tensor for this step.
   std::size_t sample_size = 0;  ///< elements per sample; 0 = one sample holding everything.
 
-  /// Copies the requested block; throws std::invalid_argument if it lies outside `values`.
+  /// Copies the requested block; throws std::invalid_argument if it lies outside `values`. The block's offset
+  /// sample·sample_size + first_element is bounded in checked arithmetic: a huge sample_size cannot wrap it around
+  /// to a position before the values.
   void operator()(std::span<T> out, noise_position at) const {
-    const std::size_t per = sample_size == 0 ? values.size() : sample_size;
-    const std::size_t begin = static_cast<std::size_t>(at.sample) * per + static_cast<std::size_t>(at.first_element);
-    if (begin + out.size() > values.size())
+    const std::size_t size = values.size();
+    const std::size_t per = sample_size == 0 ? size : sample_size;
+    const auto sample = static_cast<std::size_t>(at.sample), first = static_cast<std::size_t>(at.first_element);
+    const bool fits = (sample == 0 || per <= size / sample) && first <= size - sample * per &&
+                      out.size() <= size - sample * per - first;
+    if (!fits)
       detail::throw_invalid("given_noise", "values.size()",
-                            "is too small for the requested block ending at " + std::to_string(begin + out.size()),
+                            "is too small for the requested block of " + std::to_string(out.size()) +
+                                " elements at sample " + std::to_string(sample) + ", element " +
+                                std::to_string(first) + " (sample_size = " + std::to_string(sample_size) + ")",
+                            size);
+    std::copy_n(values.begin() + static_cast<std::ptrdiff_t>(sample * per + first), out.size(), out.begin());
+  }
+
+  /// Checks up front that `values` hold every block a step over `num_samples` samples of `per_sample` elements asks
+  /// for (the last one ends at (num_samples − 1)·sample_size + per_sample), and that samples do not share values
+  /// (sample_size 0 or >= per_sample), so that a step fails before it writes anything. Throws
+  /// std::invalid_argument naming `function` (the step the caller called), the field and its value.
+  void check_covers(std::string_view function, std::size_t num_samples, std::size_t per_sample) const {
+    if (num_samples > 1 && sample_size != 0 && sample_size < per_sample)  // sample b + 1 would reuse b's noise
+      detail::throw_invalid(function, "noise (given_noise) sample_size",
+                            "must be at least the step's " + std::to_string(per_sample) +
+                                " elements per sample (smaller, consecutive samples get overlapping noise)",
+                            sample_size);
+    const std::size_t per = sample_size == 0 ? values.size() : sample_size;
+    const bool fits = per_sample <= values.size() &&
+                      (num_samples <= 1 || per <= (values.size() - per_sample) / (num_samples - 1));
+    if (!fits)
+      detail::throw_invalid(function, "noise (given_noise) values.size()",
+                            "must cover " + std::to_string(num_samples) + " sample(s) of " +
+                                std::to_string(per_sample) + " elements (" +
+                                (sample_size == 0 ? std::string("sample_size = 0: one sample of all the values")
+                                                  : "sample_size = " + std::to_string(sample_size)) +
+                                ")",
                             values.size());
-    std::copy_n(values.begin() + static_cast<std::ptrdiff_t>(begin), out.size(), out.begin());
   }
 };
+
+namespace detail {
+
+template <class S>
+inline constexpr bool is_given_noise = false;
+template <class T>
+inline constexpr bool is_given_noise<given_noise<T>> = true;
+
+/// A step-level call's up-front check of its noise source: given_noise knows its extent (check_covers); other sources
+/// cannot be checked before they are asked.
+template <class S>
+void check_noise_covers(std::string_view function, const S& source, std::size_t num_samples, std::size_t per_sample) {
+  if constexpr (is_given_noise<std::remove_cvref_t<S>>) source.check_covers(function, num_samples, per_sample);
+}
+
+}  // namespace detail
 
 }  // namespace skipstep

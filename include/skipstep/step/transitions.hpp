@@ -41,6 +41,12 @@ double final_level(const noise_schedule<Real>& schedule, final_alpha f) {
   return f == final_alpha::one ? 1.0 : schedule.alpha_cumprod(0);
 }
 
+/// A step_convention cast from outside the enum is an error, not silently one of the two conventions.
+inline void check_convention(const char* fn, step_convention convention) {
+  if (convention != step_convention::consistent && convention != step_convention::diffusers)
+    throw_invalid(fn, "convention", "is not a step_convention value", static_cast<int>(convention));
+}
+
 template <class Real>
 void check_compatible(const char* fn, const noise_schedule<Real>& schedule, const timestep_schedule& timesteps) {
   if (schedule.num_train_timesteps() != timesteps.num_train_timesteps())
@@ -59,6 +65,7 @@ template <class Real>
 [[nodiscard]] std::vector<step_transition> ddim_transitions(const noise_schedule<Real>& schedule,
                                                             const timestep_schedule& timesteps,
                                                             step_convention convention = step_convention::consistent) {
+  detail::check_convention("ddim_transitions", convention);
   detail::check_compatible("ddim_transitions", schedule, timesteps);
   const std::size_t n = timesteps.size();
   const auto stride = static_cast<std::int64_t>(schedule.num_train_timesteps() / n);
@@ -86,6 +93,7 @@ template <class Real>
 [[nodiscard]] std::vector<step_transition> ddpm_transitions(const noise_schedule<Real>& schedule,
                                                             const timestep_schedule& timesteps,
                                                             step_convention convention = step_convention::consistent) {
+  detail::check_convention("ddpm_transitions", convention);
   auto out = ddim_transitions(schedule, timesteps, step_convention::consistent);
   if (convention == step_convention::diffusers)
     for (auto& s : out) s.noise_allowed = s.timestep > 0;
@@ -101,6 +109,7 @@ template <class Real>
 [[nodiscard]] std::vector<step_transition> inversion_transitions(
     const noise_schedule<Real>& schedule, const timestep_schedule& timesteps,
     step_convention convention = step_convention::consistent) {
+  detail::check_convention("inversion_transitions", convention);
   detail::check_compatible("inversion_transitions", schedule, timesteps);
   const std::size_t n = timesteps.size();
   const auto big_t = static_cast<std::int64_t>(schedule.num_train_timesteps());

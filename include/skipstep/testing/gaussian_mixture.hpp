@@ -51,6 +51,24 @@ inline std::string gm_format(double v) {
   throw std::invalid_argument("skipstep::testing::" + std::string(function) + ": " + std::string(what));
 }
 
+/// value·factor, or std::invalid_argument "<value_name> must be <= SIZE_MAX / <factor_name> = ... (got value)" when
+/// that product does not fit in size_t (it would wrap around to a small size that matches the caller's buffers, and
+/// the loops over it would run past them).
+inline std::size_t gm_checked_product(std::string_view function, std::size_t value, std::string_view value_name,
+                                      std::size_t factor, std::string_view factor_name) {
+  if (factor != 0 && value > std::numeric_limits<std::size_t>::max() / factor) {
+    gm_fail(function, std::string(value_name) + " must be <= SIZE_MAX / " + std::string(factor_name) + " = " +
+                          std::to_string(std::numeric_limits<std::size_t>::max() / factor) + " (got " +
+                          std::to_string(value) + ")");
+  }
+  return value * factor;
+}
+
+/// n rows of `dim` doubles: n·dim elements (gm_checked_product naming n).
+inline std::size_t gm_row_elements(std::string_view function, std::size_t n, std::size_t dim) {
+  return gm_checked_product(function, n, "n (rows)", dim, "dim()");
+}
+
 /// A source of uniformly distributed 64-bit words: either a std::uniform_random_bit_generator whose range is
 /// the full [0, 2^64 − 1] (e.g. std::mt19937_64), or any callable returning std::uint64_t with that property
 /// (e.g. a Philox wrapper). A URBG with a smaller range is rejected at compile time rather than silently
@@ -189,8 +207,9 @@ class gaussian_mixture {
                      std::span<double> workspace) const {
     static constexpr std::string_view fn = "gaussian_mixture::epsilon_batch";
     check_alpha(fn, alpha_bar);
-    check_size(fn, "x", x.size(), n * dim_);
-    check_size(fn, "out", out.size(), n * dim_);
+    const std::size_t elements = detail::gm_row_elements(fn, n, dim_);
+    check_size(fn, "x", x.size(), elements);
+    check_size(fn, "out", out.size(), elements);
     if (workspace.size() < workspace_size()) {
       detail::gm_fail(fn,
                       "workspace must hold at least workspace_size() = " + std::to_string(workspace_size()) +
@@ -198,6 +217,10 @@ class gaussian_mixture {
     }
     if (alpha_bar == 0.0) {
       copy_rows(x.data(), out.data(), n * dim_);
+      return;
+    }
+    if (alpha_bar == 1.0) {  // the documented limit; the closed form would be 0·(x − μ)/s², NaN when that overflows
+      std::fill(out.begin(), out.end(), 0.0);
       return;
     }
     const std::size_t KD = k_ * dim_;
@@ -250,8 +273,9 @@ class gaussian_mixture {
                      std::span<double> out) const {
     static constexpr std::string_view fn = "gaussian_mixture::epsilon_batch";
     check_alpha(fn, alpha_bar);
-    check_size(fn, "x", x.size(), n * dim_);
-    check_size(fn, "out", out.size(), n * dim_);
+    const std::size_t elements = detail::gm_row_elements(fn, n, dim_);
+    check_size(fn, "x", x.size(), elements);
+    check_size(fn, "out", out.size(), elements);
     for (std::size_t row = 0; row < n; ++row) {
       epsilon_row_unchecked(x.data() + row * dim_, alpha_bar, out.data() + row * dim_);
     }
@@ -346,7 +370,7 @@ class gaussian_mixture {
   template <class G>
   requires detail::Uniform64Source<G>
   [[nodiscard]] std::vector<double> sample(G& gen, std::size_t n) const {
-    std::vector<double> out(n * dim_);
+    std::vector<double> out(detail::gm_row_elements("gaussian_mixture::sample", n, dim_));
     sample(gen, std::span<double>(out));
     return out;
   }
@@ -393,15 +417,21 @@ class gaussian_mixture {
       detail::gm_fail(fn, "weights.size() (the number of components) must be <= max_components = " +
                               std::to_string(max_components) + " (got " + std::to_string(k_) + ")");
     }
-    check_size(fn, "means", mu_.size(), k_ * dim_);
-    check_size(fn, "stds", s_.size(), k_ * dim_);
+    // K·D must not wrap (to 0, which empty means and stds would match).
+    const std::size_t kd = detail::gm_checked_product(fn, dim_, "dim", k_, "the number of components");
+    check_size(fn, "means", mu_.size(), kd);
+    check_size(fn, "stds", s_.size(), kd);
     for (std::size_t i = 0; i < mu_.size(); ++i) {
       if (!std::isfinite(mu_[i])) {
         detail::gm_fail(
             fn, "means[" + std::to_string(i) + "] must be finite (got " + detail::gm_format(mu_[i]) + ")");
       }
-      if (!(s_[i] > 0.0) || !std::isfinite(s_[i])) {
-        detail::gm_fail(fn, "stds[" + std::to_string(i) + "] must be finite and > 0 (got " +
+      // s² enters every variance a·s² + 1 − a: it must be a finite normal double (0 or ∞ there gives NaN at a = 1).
+      const double s2 = s_[i] * s_[i];
+      if (!(s_[i] > 0.0) || !std::isfinite(s2) || s2 < std::numeric_limits<double>::min()) {
+        detail::gm_fail(fn, "stds[" + std::to_string(i) +
+                                "] must be finite and > 0, with a square that is a finite normal double (about "
+                                "1.5e-154 to 1.3e154) (got " +
                                 detail::gm_format(s_[i]) + ")");
       }
     }
@@ -504,6 +534,10 @@ class gaussian_mixture {
   void epsilon_row_unchecked(const double* x, double a, double* out) const noexcept {
     if (a == 0.0) {
       copy_rows(x, out, dim_);
+      return;
+    }
+    if (a == 1.0) {  // the documented limit (see epsilon_batch)
+      std::fill(out, out + dim_, 0.0);
       return;
     }
     std::array<double, max_components> r{};

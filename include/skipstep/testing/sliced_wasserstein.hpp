@@ -113,7 +113,8 @@ inline std::vector<double> wsw_directions(std::size_t dim, std::uint64_t seed = 
     return u;
   }
   std::mt19937_64 gen(seed);
-  std::vector<double> u(dim * wsw_directions_nd);
+  std::vector<double> u(detail::gm_checked_product("wsw_directions", dim, "dim", wsw_directions_nd,
+                                                   "wsw_directions_nd (128)"));  // must not wrap around
   for (std::size_t j = 0; j < wsw_directions_nd; ++j) {
     double* row = u.data() + j * dim;
     double norm2 = 0.0;
@@ -158,9 +159,10 @@ inline wsw_report whitened_sliced_w2_report(const gaussian_mixture& mixture, std
   const std::size_t D = mixture.dim(), K = mixture.num_components();
   if (n == 0)
     throw std::invalid_argument("skipstep::testing::whitened_sliced_w2: n must be >= 1 (got 0)");
-  if (samples.size() != n * D) {
+  const std::size_t elements = detail::gm_row_elements("whitened_sliced_w2", n, D);
+  if (samples.size() != elements) {
     throw std::invalid_argument(
-        "skipstep::testing::whitened_sliced_w2: samples must have n*dim() = " + std::to_string(n * D) +
+        "skipstep::testing::whitened_sliced_w2: samples must have n*dim() = " + std::to_string(elements) +
         " elements (got " + std::to_string(samples.size()) + ")");
   }
   wsw_report rep;
