@@ -475,8 +475,8 @@ const misuse_case cases[] = {
      }},
     {"prediction.coefficients_bad_enum",
      [] {
-       expect_error<IA>([] { (void)prediction_coefficients_at(static_cast<prediction_type>(3), 0.5); },
-                        "prediction_coefficients_at", "prediction type", "3");
+       expect_error<IA>([] { (void)prediction_coefficients_at(static_cast<prediction_type>(9), 0.5); },
+                        "prediction_coefficients_at", "prediction type", "9");
      }},
     {"prediction.coefficients_alpha_nan",
      [] {
@@ -1695,14 +1695,14 @@ const misuse_case cases[] = {
        dvec d(20);
        Eigen::Map<Eigen::MatrixXd, 0, Eigen::OuterStride<>> m(d.data(), 3, 4, Eigen::OuterStride<>(5));
        expect_error<IA>([&] { ddim_sampler(sched(), steps10()).sample(smooth<double>{}, m); },
-                        "tensor_traits<Eigen::Map>", "map strides", "1/5");
+                        "tensor_traits<Eigen::Map>", "map strides", "row stride 1, column stride 5");
      }},
     {"eigen.map_inner_stride_rejected",
      [] {
        dvec d(20);
        Eigen::Map<Eigen::VectorXd, 0, Eigen::InnerStride<>> m(d.data(), 10, Eigen::InnerStride<>(2));
        expect_error<IA>([&] { ddim_sampler(sched(), steps10()).sample(smooth<double>{}, m); },
-                        "tensor_traits<Eigen::Map>", "map strides", "2/20");
+                        "tensor_traits<Eigen::Map>", "map strides", "row stride 2, column stride 20");
      }},
     {"eigen.map_guards_legal",
      [] {

@@ -97,7 +97,7 @@ dpm_solver_options dpm_options_from(const json& cfg) {
 /// One DPM-Solver multistep step in isolation: the recorded sample, model output, noise and the recorded D history
 /// (previous records' convert_model_output, or history_convert_model_output) through our row; prev_sample and the
 /// row's stored D against diffusers'. Returns dev/bound.
-double dpm_isolated_step(const sigma_case& s, const json& c, const json& rec, const std::vector<double>& input,
+double dpm_isolated_step(const sigma_case& s, const json& rec, const std::vector<double>& input,
                          const std::vector<double>& ref_prev, std::size_t num_rows, const check_fn& check) {
   static thread_local std::vector<std::vector<double>> recorded_d;  // D of recent calls by step index
   const auto k = rec.at("i").get<std::size_t>();
@@ -226,7 +226,7 @@ void replay_sigma_case(const json& c, tally& t, const check_fn& check) {
     check(row.model_time == rec.at("t").get<double>(), "model time of call " + std::to_string(k));
     if (s.heun && !rec.at("internals").value("state_in_first_order", true)) continue;  // covered by the trajectory
     if (s.dpm) {
-      t.worst_step = std::max(t.worst_step, dpm_isolated_step(s, c, rec, input, ref_prev, rows.size(), check));
+      t.worst_step = std::max(t.worst_step, dpm_isolated_step(s, rec, input, ref_prev, rows.size(), check));
       continue;
     }
     const std::size_t i = row.step;

@@ -104,7 +104,7 @@ void apply_step_range(const affine_step& c, T* xs, const T* ms, std::size_t per_
       return;
     }
     if constexpr (has_noise_source) {
-      std::array<T, noise_block> z;
+      std::array<T, noise_block> z{};
       for (std::size_t s = r.sample_begin; s < r.sample_end; ++s) {
         for (std::size_t j = r.element_begin; j < r.element_end; j += noise_block) {
           const std::size_t len = std::min(noise_block, r.element_end - j);

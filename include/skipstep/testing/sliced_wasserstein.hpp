@@ -115,8 +115,8 @@ inline std::vector<double> wsw_directions(std::size_t dim, std::uint64_t seed = 
   std::mt19937_64 gen(seed);
   std::vector<double> u(detail::gm_checked_product("wsw_directions", dim, "dim", wsw_directions_nd,
                                                    "wsw_directions_nd (128)"));  // must not wrap around
-  for (std::size_t j = 0; j < wsw_directions_nd; ++j) {
-    double* row = u.data() + j * dim;
+  for (auto row_start = u.begin(); row_start != u.end(); row_start += static_cast<std::ptrdiff_t>(dim)) {
+    double* row = &*row_start;
     double norm2 = 0.0;
     do {
       norm2 = 0.0;
