@@ -43,7 +43,9 @@ inline const std::set<std::string>& implemented_classes() {
                                              "EulerAncestralDiscreteScheduler",
                                              "HeunDiscreteScheduler",
                                              "FlowMatchEulerDiscreteScheduler",
-                                             "DPMSolverMultistepScheduler"};
+                                             "DPMSolverMultistepScheduler",
+                                             "DEISMultistepScheduler",
+                                             "DPMSolverSinglestepScheduler"};
   return classes;
 }
 
@@ -163,5 +165,10 @@ using check_fn = std::function<void(bool, const std::string&)>;
 bool is_sigma_class(const std::string& scheduler_class);
 /// Replays one case of EulerDiscrete, EulerAncestralDiscrete, HeunDiscrete or FlowMatchEulerDiscrete.
 void replay_sigma_case(const json& c, tally& t, const check_fn& check);
+/// True for DEISMultistep and DPMSolverSinglestep, replayed by replay_deis_singlestep_case
+/// (replay_deis_singlestep.cpp).
+bool is_deis_singlestep_class(const std::string& scheduler_class);
+/// Replays one DEISMultistep or DPMSolverSinglestep case.
+void replay_deis_singlestep_case(const json& c, tally& t, const check_fn& check);
 
 }  // namespace skipstep_reference

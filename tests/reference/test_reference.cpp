@@ -177,9 +177,10 @@ TEST_CASE("diffusers reference cases replay through skipstep", "[reference]") {
     }
     tally& t = by_class[cls];
     const json& cfg = c.at("config");
-    if (is_sigma_class(cls) && c.at("group") != "error") {
+    if ((is_sigma_class(cls) || is_deis_singlestep_class(cls)) && c.at("group") != "error") {
       bool sigma_ok = true;
-      replay_sigma_case(c, t, [&](bool cond, const std::string& what) {
+      const auto replay = is_sigma_class(cls) ? replay_sigma_case : replay_deis_singlestep_case;
+      replay(c, t, [&](bool cond, const std::string& what) {
         if (!cond) {
           sigma_ok = false;
           UNSCOPED_INFO(name << ": " << what);
