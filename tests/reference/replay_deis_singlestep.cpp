@@ -75,7 +75,8 @@ std::size_t read_source(const ds_case& s, const solver_row& row, std::size_t k, 
 double stored_lipschitz(const sampler& sp, std::size_t r, bool thresh) {
   const row_extras& e = sp.rows()[r].extras;
   const affine_step& c = sp.coefficients()[r];
-  const double x0_gain = (std::abs(c.pred.x0_from_sample) + 0.9 * std::abs(c.pred.x0_from_model)) * (thresh ? 2.0 : 1.0);
+  const double x0_gain =
+      (std::abs(c.pred.x0_from_sample) + 0.9 * std::abs(c.pred.x0_from_model)) * (thresh ? 2.0 : 1.0);
   return std::abs(e.store_sample) + 0.9 * std::abs(e.store_model) + std::abs(e.store_x0) * x0_gain;
 }
 
@@ -176,7 +177,8 @@ void replay_deis_singlestep_case(const json& c, tally& t, const check_fn& check)
       const sampler one = build_sampler(s, g);
       const solver_row& row = one.rows()[k];
       std::vector<double> x = input, state = start;
-      std::vector<std::vector<double>> ring(std::max<std::size_t>(one.history_slots(), 1), std::vector<double>(m.size()));
+      std::vector<std::vector<double>> ring(std::max<std::size_t>(one.history_slots(), 1),
+                                            std::vector<double>(m.size()));
       for (std::size_t j = 0; j < row.extras.history_reads; ++j) {
         const std::size_t src = read_source(s, row, k, j);
         if (!recorded_d.contains(src)) return {};
@@ -248,7 +250,8 @@ void replay_deis_singlestep_case(const json& c, tally& t, const check_fn& check)
       const std::size_t src = read_source(s, rows[i], i, j);
       e += std::abs(ex.history[j].weight) * stored_lipschitz(full, src, thresh) * err[src];
     }
-    if (ex.state_weight != 0.0) e += std::abs(ex.state_weight) * err[i + 1 - static_cast<std::size_t>(row_order(full, i))];
+    if (ex.state_weight != 0.0)
+      e += std::abs(ex.state_weight) * err[i + 1 - static_cast<std::size_t>(row_order(full, i))];
     err[i + 1] = e + u32 * (in_max + max_abs(out));
     trajectory.push_back(out);
   };

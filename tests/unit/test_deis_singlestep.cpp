@@ -22,7 +22,8 @@ constexpr double mu = 0.5, sd = 0.2;  // the data: N(mu, sd²) per element
 /// ε̂ = σ·(x − α·mu)/(α²·sd² + σ²).
 void gaussian_eps_at_level(const std::vector<double>& x, double sigma_tilde, std::span<double> out) {
   const level l = level::from_sigma_tilde(sigma_tilde);
-  for (std::size_t i = 0; i < x.size(); ++i) out[i] = l.sigma * (x[i] - l.alpha * mu) / (l.alpha * l.alpha * sd * sd + l.sigma * l.sigma);
+  const double d = l.alpha * l.alpha * sd * sd + l.sigma * l.sigma;
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = l.sigma * (x[i] - l.alpha * mu) / d;
 }
 
 /// The same data with the level from an integer training timestep of `schedule` (for DDIM comparisons).
@@ -43,7 +44,8 @@ std::vector<double> start(std::size_t n) {
 sigma_grid lambda_grid(std::size_t n) {
   sigma_grid g;
   for (std::size_t i = 0; i <= n; ++i)
-    g.sigmas.push_back(std::exp(std::log(12.0) + static_cast<double>(i) / static_cast<double>(n) * (std::log(0.05) - std::log(12.0))));
+    g.sigmas.push_back(std::exp(std::log(12.0) + static_cast<double>(i) / static_cast<double>(n) *
+                                                     (std::log(0.05) - std::log(12.0))));
   g.timesteps.assign(g.sigmas.begin(), g.sigmas.end() - 1);
   return g;
 }
@@ -127,7 +129,8 @@ TEST_CASE("DEIS's step of order k has local error O(h^(k+1)) from exact history"
       std::vector<std::vector<double>> ring(std::max<std::size_t>(s.history_slots(), 1), std::vector<double>(x.size()));
       for (std::size_t j = 0; j < row.extras.history_reads; ++j) {
         const std::size_t at = 1 - j;  // reads ε̂ at steps 1, 0
-        gaussian_eps_at_level(exact_flow(x_start, g.sigmas[0], g.sigmas[at]), g.sigmas[at], ring[row.extras.history[j].slot]);
+        gaussian_eps_at_level(exact_flow(x_start, g.sigmas[0], g.sigmas[at]), g.sigmas[at],
+                              ring[row.extras.history[j].slot]);
       }
       std::vector<double*> ptrs;
       for (auto& b : ring) ptrs.push_back(b.data());

@@ -112,7 +112,8 @@ class deis_sampler : public sampler {
     const sampler_options options = adjusted(options_in);
     validate_sigma_grid(fn, grid);
     detail::check_sigma_solver_options(fn, options);
-    if (solver.order < 1 || solver.order > 3) detail::throw_invalid(fn, "solver.order", "must be 1, 2 or 3", solver.order);
+    if (solver.order < 1 || solver.order > 3)
+      detail::throw_invalid(fn, "solver.order", "must be 1, 2 or 3", solver.order);
     if (options.processing.mode == x0_processing::kind::clip)
       detail::throw_invalid(fn, "options.processing", "supports none or dynamic_threshold (diffusers' thresholding)",
                             "clip");
@@ -164,9 +165,8 @@ class deis_sampler : public sampler {
           ex.store_sample = c.pred.eps_from_sample;
           ex.store_model = c.pred.eps_from_model;
         }
-        for (int j = 1; j < k; ++j)
-          ex.history[ex.history_reads++] =
-              history_term{static_cast<std::uint8_t>((i - static_cast<std::size_t>(j)) % ring), t.alpha * cw[static_cast<std::size_t>(j)]};
+        for (std::size_t j = 1; j < static_cast<std::size_t>(k); ++j)
+          ex.history[ex.history_reads++] = history_term{static_cast<std::uint8_t>((i - j) % ring), t.alpha * cw[j]};
       }
     }
     return p;

@@ -108,7 +108,9 @@ class dpm_solver_singlestep_sampler : public sampler {
   [[nodiscard]] const std::vector<int>& order_list() const noexcept { return orders_; }
 
  private:
-  static bool noise_space(dpm_algorithm a) { return a == dpm_algorithm::dpmsolver || a == dpm_algorithm::sde_dpmsolver; }
+  static bool noise_space(dpm_algorithm a) {
+    return a == dpm_algorithm::dpmsolver || a == dpm_algorithm::sde_dpmsolver;
+  }
   static bool stochastic(dpm_algorithm a) {
     return a == dpm_algorithm::sde_dpmsolver_pp || a == dpm_algorithm::sde_dpmsolver;
   }
@@ -128,7 +130,8 @@ class dpm_solver_singlestep_sampler : public sampler {
       detail::throw_invalid(fn, "solver.algorithm", "is not a dpm_algorithm value", static_cast<int>(solver.algorithm));
     if (stochastic(solver.algorithm) && solver.order == 3)
       detail::throw_invalid(fn, "solver.order",
-                            "must be 1 or 2 for the SDE variants (diffusers' third order has no SDE form)", solver.order);
+                            "must be 1 or 2 for the SDE variants (diffusers' third order has no SDE form)",
+                            solver.order);
     if (solver.solver_type != dpm_solver_type::midpoint && solver.solver_type != dpm_solver_type::heun)
       detail::throw_invalid(fn, "solver.solver_type", "is not a dpm_solver_type value",
                             static_cast<int>(solver.solver_type));
