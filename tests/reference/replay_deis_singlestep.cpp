@@ -11,15 +11,21 @@
 //  - DEIS never ends at σ = 0 (surprise 24): where the recorded last level repeats the one before (Karras), the
 //    last row must be the identity (weight 1 on x, 0 on everything else), as diffusers' h = 0 step is.
 //
-// Bounds, derived rather than fitted (the same derivations as replay_sigma.cpp):
+// Bounds, derived rather than fitted (isolated steps and the triangle inequality as in replay_sigma.cpp):
 //  - isolated step (the recorded sample, model output, history of D = convert_model_output and, for singlestep, the
 //    block's start sample `history_sample` through our row): 4× the row's spread when each level it uses moves by 2
 //    float32 ulps (diffusers' scalars are float32 tensors) plus 16 float32 ulps of the step's magnitude;
-//  - trajectory and final sample against the float64-state run: one float32 rounding of each step's input and
-//    output propagated through the rows, e_{i+1} = g_i·e_i + Σ_j |w_j|·L_D·e_{src(j)} + |w_S|·e_b
-//    + 2⁻²⁴(|x_i| + |x_{i+1}|), with g_i = |a| + L·|b| the row's direct gain (L = 0.9, the reference model's
-//    Lipschitz constant), L_D the Lipschitz constant of a stored D in x (×2 with thresholding: clamp(x̂0, ±s)/s with
-//    s the quantile moves by at most |Δx̂0|∞), times 4 — conservative, since both runs are float64 throughout;
+//  - trajectory and final sample against the float64-state run: diffusers' float64-state run of these classes is
+//    float64 throughout (its sample is never cast, its scalars come from float64 sigmas), so |ours − state| is
+//    the propagation of float64 evaluation differences. Each row is replayed on our own trajectory with every level
+//    it uses moved by ±p_l, p_l = 4·2⁻⁵³(2 + |log α_l| + |log σ_l|) (the float64 log/sqrt of α, σ, λ) plus
+//    16·2⁻⁵³(1/g + 1/g²), g the row's smallest λ gap (the 1/h and 1/h² cancellations of exp(−h) − 1, φ2, φ3 act
+//    like a level error of that size); its injected error is 4× that spread, plus 16·2⁻⁵³ of the magnitude of its
+//    sum, plus for DEIS 8·2⁻⁵³ of the absolute terms of both antiderivatives (ind_fn) of each weight times its ε̂;
+//    errors propagate as e_{i+1} = g_i·e_i + Σ_j |w_j|·e_D(src_j) + |w_S|·e_b + injected_i, with g_i = |a| + L·|b|
+//    the row's direct gain (L = 0.9, the reference model's Lipschitz constant) and e_D = L_D·e + 16·2⁻⁵³|D| for a
+//    stored D (L_D its Lipschitz constant in x, ×2 with thresholding: clamp(x̂0, ±s)/s moves by at most
+//    2|Δx̂0|∞ when the quantile s moves too); the bound is 4·e;
 //  - against diffusers' real output: the triangle inequality with the recorded max_abs_diff_any_step / _final.
 #include <catch2/catch.hpp>
 
@@ -235,31 +241,129 @@ void replay_deis_singlestep_case(const json& c, tally& t, const check_fn& check)
   std::vector<double> x = tensor(c.at("x_T"));
   auto model = [](const std::vector<double>& xs, double time) { return reference_model(xs, time); };
   std::vector<std::vector<double>> trajectory;
-  std::vector<double> err(n + 1, 0.0);  // err[i]: the propagated |ours − state| bound on x_i
-  auto record = [&](const step_info& info, std::span<const double> xs, std::span<const double>) {
-    const std::size_t i = info.step_index;
-    const std::vector<double> out(xs.begin(), xs.end());
-    const double in_max = trajectory.empty() ? max_abs(tensor(c.at("x_T"))) : max_abs(trajectory.back());
-    const affine_step& a = full.coefficients()[i];
-    const row_extras& ex = rows[i].extras;
-    const double x0_gain = thresh ? 2.0 : 1.0;
-    double e = (std::abs(a.sample_coeff()) + 0.9 * std::abs(a.model_coeff()) +
-                std::abs(a.x0_weight) * 0.9 * std::abs(a.pred.x0_from_model) * x0_gain) *
-               err[i];
-    for (std::size_t j = 0; j < ex.history_reads; ++j) {
-      const std::size_t src = read_source(s, rows[i], i, j);
-      e += std::abs(ex.history[j].weight) * stored_lipschitz(full, src, thresh) * err[src];
-    }
-    if (ex.state_weight != 0.0)
-      e += std::abs(ex.state_weight) * err[i + 1 - static_cast<std::size_t>(row_order(full, i))];
-    err[i + 1] = e + u32 * (in_max + max_abs(out));
-    trajectory.push_back(out);
+  auto record = [&](const step_info&, std::span<const double> xs, std::span<const double>) {
+    trajectory.emplace_back(xs.begin(), xs.end());
   };
   sampler_workspace<double> ws(x.size());
   if (sde)
     full.sample(model, x, noise, ws, record);
   else
     full.sample(model, x, no_noise{}, ws, record);
+
+  // 3. The bound on |ours − float64 state|: the same run row by row (it must give the sampler's bits), each row
+  // also evaluated with every level it uses moved by ±p_l (the float64 evaluation error of diffusers' scalars read
+  // as a level error, see the file comment), the spread and the rounding of the row's own sums injected and
+  // propagated through the rows' gains.
+  constexpr double u64 = 0x1p-53;
+  std::vector<double> xr = tensor(c.at("x_T")), st(elements, 0.0);
+  std::vector<std::vector<double>> ring(std::max<std::size_t>(full.history_slots(), 1),
+                                        std::vector<double>(elements, 0.0));
+  std::vector<double> err(n + 1, 0.0), err_d(n, 0.0);  // bounds on |Δx_i| and on |ΔD_i|
+  const auto eval_row = [&](const sampler& sp, std::size_t i, std::vector<double>& xv, std::vector<double>& sv_,
+                            std::vector<std::vector<double>>& rg, const std::vector<double>& m,
+                            const std::vector<double>& z, std::vector<double>& x0) {
+    std::vector<double> scratch(per);
+    const given_noise<double> given{z, per};
+    if (sp.rows()[i].extras.is_plain()) {  // the sampler runs a plain row through the fused kernel
+      apply_step<double>(sp.coefficients()[i], xv, m, sp.options().processing, s.num_samples, given, i, x0, scratch);
+      return;
+    }
+    std::vector<double*> ptrs;
+    for (auto& b : rg) ptrs.push_back(b.data());
+    detail::apply_row_range(sp.coefficients()[i], sp.rows()[i].extras, xv.data(), m.data(), sv_.data(), ptrs.data(),
+                            per, sp.options().processing, given, i, x0.data(), scratch.data(), 0, s.num_samples);
+  };
+  const auto lam = [&](std::size_t l) {
+    const level v = level::from_sigma_tilde(s.grid.sigmas[l]);
+    return v.sigma == 0.0 ? INFINITY : v.lambda();
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::vector<double> m = reference_model(xr, rows[i].model_time);
+    std::vector<double> z(elements, 0.0);
+    if (sde) noise(std::span<double>(z), noise_position{0, i, 0});  // all samples' elements of draw i + 1
+    const solver_row& row = rows[i];
+    const affine_step& a = full.coefficients()[i];
+    const int order = row_order(full, i);
+    const std::size_t b = s.deis ? i : i + 1 - static_cast<std::size_t>(order);
+    const std::size_t lo = s.deis ? i + 1 - static_cast<std::size_t>(order) : b;
+    std::vector<double> x1 = xr, s1 = st, x0(elements);
+    std::vector<std::vector<double>> r1 = ring;
+    eval_row(full, i, x1, s1, r1, m, z, x0);
+    // The smallest λ gap the row divides by (h, h_0, h_1, r0 − r1): the 1/h and 1/h² cancellations of the
+    // exp-based weights in float64 act like a level error of u64/h + u64/h².
+    double gap = INFINITY;
+    for (std::size_t l = lo; l <= i; ++l)
+      for (std::size_t q = l + 1; q <= i + 1; ++q)
+        if (std::isfinite(lam(q))) gap = std::min(gap, std::abs(lam(q) - lam(l)));
+    double spread = 0.0;
+    for (std::size_t l = lo; l <= i + 1; ++l) {
+      const level v = level::from_sigma_tilde(s.grid.sigmas[l]);
+      if (v.sigma == 0.0) continue;
+      const double p = 4.0 * u64 * (2.0 + std::abs(std::log(v.alpha)) + std::abs(std::log(v.sigma))) +
+                       (gap > 0.0 ? 16.0 * u64 * (1.0 / gap + 1.0 / (gap * gap)) : 0.0);
+      for (double sign : {-1.0, 1.0}) {
+        sigma_grid g = s.grid;
+        g.sigmas[l] *= 1.0 + sign * p;
+        for (std::size_t j = 1; j < g.sigmas.size(); ++j) g.sigmas[j] = std::min(g.sigmas[j], g.sigmas[j - 1]);
+        const sampler one = build_sampler(s, g);
+        std::vector<double> x2 = xr, s2 = st, x02(elements);
+        std::vector<std::vector<double>> r2 = ring;
+        eval_row(one, i, x2, s2, r2, m, z, x02);
+        for (std::size_t e = 0; e < elements; ++e) spread = std::max(spread, std::abs(x2[e] - x1[e]));
+      }
+    }
+    // The magnitude of the row's sum (each product and the result rounded once in float64).
+    double eps_max = 0.0;
+    for (std::size_t e = 0; e < elements; ++e) {
+      const double eps = full.options().processing.use_clipped_model_output
+                             ? a.reeps_from_sample * xr[e] + a.reeps_from_x0 * x0[e]
+                             : a.pred.eps_from_sample * xr[e] + a.pred.eps_from_model * m[e];
+      eps_max = std::max(eps_max, std::abs(eps));
+    }
+    double mag = std::abs(a.sample_weight) * max_abs(xr) + std::abs(a.x0_weight) * max_abs(x0) +
+                 std::abs(a.eps_weight) * eps_max + std::abs(row.extras.state_weight) * max_abs(st) + max_abs(x1);
+    for (std::size_t j = 0; j < row.extras.history_reads; ++j)
+      mag += std::abs(row.extras.history[j].weight) * max_abs(ring[row.extras.history[j].slot]);
+    // DEIS's weights are differences of antiderivatives (diffusers' ind_fn): float64 error ≤ 8·u64 times the sum of
+    // the absolute terms of both, times |ε̂| of that weight.
+    double antideriv = 0.0;
+    if (s.deis && order > 1 && s.grid.sigmas[i + 1] > 0.0) {
+      const double lt = std::log(s.grid.sigmas[i + 1]), l0 = std::log(s.grid.sigmas[i]);
+      const double l1 = std::log(s.grid.sigmas[i - 1]), l2 = order == 3 ? std::log(s.grid.sigmas[i - 2]) : 0.0;
+      const auto terms = [&](double lx, double lb, double lc, double ld) {  // |ind_fn| at ρ = e^{lx}, in terms
+        if (order == 2) return std::exp(lx) * (std::abs(lc) + std::abs(lx) + 1.0) / std::abs(lb - lc);
+        return std::exp(lx) *
+               (std::abs(lc) * (std::abs(ld) + std::abs(lx) + 1.0) + std::abs(ld) * std::abs(lx) + std::abs(ld) +
+                lx * lx + 2.0 * std::abs(lx) + 2.0) /
+               std::abs((lb - lc) * (lb - ld));
+      };
+      const std::vector<std::array<double, 3>> args =
+          order == 2 ? std::vector<std::array<double, 3>>{{l0, l1, 0.0}, {l1, l0, 0.0}}
+                     : std::vector<std::array<double, 3>>{{l0, l1, l2}, {l1, l2, l0}, {l2, l0, l1}};
+      for (std::size_t j = 0; j < args.size(); ++j) {
+        const double dc = 8.0 * u64 *
+                          (terms(lt, args[j][0], args[j][1], args[j][2]) + terms(l0, args[j][0], args[j][1], args[j][2]));
+        const double operand = j == 0 ? eps_max : max_abs(ring[row.extras.history[j - 1].slot]);
+        antideriv += level::from_sigma_tilde(s.grid.sigmas[i + 1]).alpha * dc * operand;
+      }
+    }
+    // Propagation: the row's direct gain on x_i, its history terms on the D they read, its state term on S.
+    const double x0_gain = thresh ? 2.0 : 1.0;
+    double e = (std::abs(a.sample_coeff()) + 0.9 * std::abs(a.model_coeff()) +
+                std::abs(a.x0_weight) * 0.9 * std::abs(a.pred.x0_from_model) * x0_gain) *
+               err[i];
+    for (std::size_t j = 0; j < row.extras.history_reads; ++j)
+      e += std::abs(row.extras.history[j].weight) * err_d[read_source(s, row, i, j)];
+    if (row.extras.state_weight != 0.0) e += std::abs(row.extras.state_weight) * err[b];
+    err[i + 1] = e + 4.0 * spread + 16.0 * u64 * mag + antideriv;
+    if (row.extras.store_slot >= 0)
+      err_d[i] = stored_lipschitz(full, i, thresh) * err[i] +
+                 16.0 * u64 * (max_abs(r1[static_cast<std::size_t>(row.extras.store_slot)]) + max_abs(xr) + max_abs(m));
+    xr = x1;
+    st = s1;
+    ring = r1;
+  }
+  check(xr == x, "the row-by-row replay must give the sampler's bits");
   check(all_finite(x), "final sample must be finite");
 
   const json& sv = c.at("float64_state_variant");
@@ -271,14 +375,14 @@ void replay_deis_singlestep_case(const json& c, tally& t, const check_fn& check)
     if (!all_finite(ref)) continue;
     double dev = 0.0;
     for (std::size_t e = 0; e < ref.size(); ++e) dev = std::max(dev, std::abs(trajectory[k][e] - ref[e]));
-    const double bound = 4.0 * err[k + 1] + any_step + 1e-12 * std::max(1.0, max_abs(ref));
+    const double bound = 4.0 * err[k + 1] + any_step;
     t.worst_traj = std::max(t.worst_traj, dev / bound);
     check(dev <= bound, "trajectory at call " + std::to_string(k) + " deviates by " + std::to_string(dev) + " > " +
                             std::to_string(bound));
   }
   const std::vector<double> state = tensor(sv.at("final_sample"));
   const std::vector<double> real = tensor(c.at("final_sample"));
-  const double final_bound = 4.0 * err[n] + 1e-12 * std::max(1.0, max_abs(state));
+  const double final_bound = 4.0 * err[n];
   if (all_finite(state)) {
     double dev = 0.0;
     for (std::size_t e = 0; e < x.size(); ++e) dev = std::max(dev, std::abs(x[e] - state[e]));
