@@ -290,3 +290,32 @@ TEST_CASE("DEIS and single-step DPM-Solver: bad orders, options and grids", "[so
   up.sigmas[3] = up.sigmas[2] * 2.0;
   CHECK_ERROR(deis_sampler{up}, std::invalid_argument, "deis_sampler", "sigmas[3]", "levels must decrease");
 }
+
+TEST_CASE("single-step SDE-DPM-Solver++ adds sigma_t sqrt(1 - e^(-2h)) noise; thresholded DPM-Solver runs",
+          "[solvers][deis]") {
+  const auto sched = noise_schedule<>::scaled_linear(1000);
+  const sigma_grid g = make_multistep_grid(sched, 10);
+  dpm_singlestep_options o;
+  o.algorithm = dpm_algorithm::sde_dpmsolver_pp;
+  o.order = 2;
+  const dpm_solver_singlestep_sampler s(g, o);
+  REQUIRE(s.is_stochastic());
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    const std::size_t b = i + 1 - static_cast<std::size_t>(s.order_list()[i]);  // the block's start level
+    const level t = level::from_sigma_tilde(g.sigmas[i + 1]), from = level::from_sigma_tilde(g.sigmas[b]);
+    const double h = (t.sigma == 0.0 ? INFINITY : t.lambda()) - from.lambda();
+    CHECK(s.coefficients()[i].noise_std == Approx(t.sigma * std::sqrt(-std::expm1(-2.0 * h))).epsilon(1e-12));
+  }
+  // DPM-Solver (ε) with thresholding: ε̂ re-derived from the processed x̂0, and a finite run to σ = 0.
+  sampler_options thr;
+  thr.processing = x0_processing::dynamic_threshold(0.995, 1.5);
+  dpm_singlestep_options e;
+  e.algorithm = dpm_algorithm::dpmsolver;
+  e.order = 3;
+  const dpm_solver_singlestep_sampler es(g, e, thr);
+  CHECK(es.options().processing.use_clipped_model_output);
+  const gaussian_eps_table model{&sched};
+  std::vector<double> x = start(16);
+  es.sample(model, x);
+  for (double v : x) CHECK(std::isfinite(v));
+}

@@ -95,8 +95,9 @@ struct dpm_singlestep_options {
 /// dpm_solver_sampler, drawing noise at every step. Coefficients at h = 0 and h = ∞ take their limits.
 /// Differences from diffusers (README): DPM-Solver (ε) may end at σ = 0 (diffusers refuses final_sigmas_type
 /// "zero" for it; the first-order limit is finite), and thresholded DPM-Solver re-derives ε̂ at the grid's level
-/// (diffusers reads its training table at the integer timestep there). SDE order 3 is refused (diffusers' third
-/// order has no SDE branch and fails). Levels a step fits through must differ.
+/// (the diffusers source we read takes its training table at the integer timestep there; no reference case covers
+/// it). SDE order 3 is refused (diffusers' third order has no SDE branch and fails). Levels a step fits through
+/// must differ.
 class dpm_solver_singlestep_sampler : public sampler {
  public:
   /// Builds the rows of `grid` (VP σ̃ levels).
