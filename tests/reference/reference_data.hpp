@@ -47,7 +47,9 @@ inline const std::set<std::string>& implemented_classes() {
                                              "LCMScheduler",
                                              "TCDScheduler",
                                              "PNDMScheduler",
-                                             "IPNDMScheduler"};
+                                             "IPNDMScheduler",
+                                             "DEISMultistepScheduler",
+                                             "DPMSolverSinglestepScheduler"};
   return classes;
 }
 
@@ -168,6 +170,11 @@ bool is_sigma_class(const std::string& scheduler_class);
 /// Replays one case of EulerDiscrete, EulerAncestralDiscrete, HeunDiscrete, FlowMatchEulerDiscrete or
 /// DPMSolverMultistep.
 void replay_sigma_case(const json& c, tally& t, const check_fn& check);
+/// True for DEISMultistep and DPMSolverSinglestep, replayed by replay_deis_singlestep_case
+/// (replay_deis_singlestep.cpp).
+bool is_deis_singlestep_class(const std::string& scheduler_class);
+/// Replays one DEISMultistep or DPMSolverSinglestep case.
+void replay_deis_singlestep_case(const json& c, tally& t, const check_fn& check);
 
 /// True for LCMScheduler and TCDScheduler (replay_consistency.cpp).
 bool is_consistency_class(const std::string& scheduler_class);

@@ -250,69 +250,75 @@ TEST_CASE("flow grids reject bad options", "[grid][errors]") {
   CHECK(dynamic_shift_level(0.5, 0.0, time_shift::exponential) == Approx(0.5).epsilon(1e-15));
 }
 
-TEST_CASE("multistep grids equal diffusers' DPMSolverMultistep sigmas and timesteps", "[reference][grid]") {
+TEST_CASE("multistep grids equal diffusers' DPMSolverMultistep, DEIS and DPMSolverSinglestep sigmas and timesteps",
+          "[reference][grid]") {
   // Bounds as for the σ grids; integer model times must be equal, except that a time diffusers rounds from a
   // level's fractional time (karras, exponential, beta, lu) may differ by 1 where that time lies within the float32
-  // sensitivity (timestep_sensitivity) of a half-integer.
+  // sensitivity (timestep_sensitivity) of a half-integer. DEIS's set_timesteps is the same grid with a final level
+  // σ̃_min (a repeat of the last level for karras / exponential / beta: reference README, surprise 24).
   const json tables = load(reference_dir() / "alphas_cumprod_tables.json").at("tables");
-  int checked = 0;
-  double worst = 0.0;
-  for (const fs::path& file : case_files()) {
-    const json c = load(file);
-    if (c.at("scheduler_class") != "DPMSolverMultistepScheduler" || c.at("group") != "curated") continue;
-    const json& st = c.at("set_timesteps_kwargs");
-    if (!st.is_object() || !st.contains("num_inference_steps")) continue;
-    INFO("case " << c.at("case").get<std::string>());
-    const json& cfg = c.at("config");
-    const auto n = st.at("num_inference_steps").get<std::size_t>();
-    std::vector<double> times = tensor(c.at("timesteps")), levels = tensor(c.at("sigmas"));
-    if (times.size() == n + 1 && times.back() == -1.0) {  // rule: trailing's extra −1 is not ours
-      times.pop_back();
-      levels.erase(levels.end() - 2);
+  for (const std::string cls :
+       {"DPMSolverMultistepScheduler", "DEISMultistepScheduler", "DPMSolverSinglestepScheduler"}) {
+    int checked = 0;
+    double worst = 0.0;
+    for (const fs::path& file : case_files()) {
+      const json c = load(file);
+      if (c.at("scheduler_class") != cls || c.at("group") != "curated") continue;
+      const json& st = c.at("set_timesteps_kwargs");
+      if (!st.is_object() || !st.contains("num_inference_steps")) continue;
+      INFO("case " << c.at("case").get<std::string>());
+      const json& cfg = c.at("config");
+      const auto n = st.at("num_inference_steps").get<std::size_t>();
+      std::vector<double> times = tensor(c.at("timesteps")), levels = tensor(c.at("sigmas"));
+      if (times.size() == n + 1 && times.back() == -1.0) {  // rule: trailing's extra −1 is not ours
+        times.pop_back();
+        levels.erase(levels.end() - 2);
+      }
+      sigma_grid g;
+      std::vector<double> table;
+      if (cfg.value("use_flow_sigmas", false)) {
+        g = make_multistep_flow_grid(n, cfg.value("flow_shift", 1.0), cfg.at("num_train_timesteps").get<std::size_t>());
+      } else {
+        auto values = tensor(tables.at(c.at("alphas_cumprod_table").get<std::string>()).at("alphas_cumprod"));
+        if (cfg.value("rescale_betas_zero_snr", false) && values.back() == 0x1p-24) values.back() = 0.0;
+        const auto schedule = noise_schedule<double>::from_alphas_cumprod(values);
+        table = vp_sigmas(schedule);
+        multistep_grid_options o;
+        const auto spacing = cfg.value("timestep_spacing", std::string("linspace"));
+        o.spacing = spacing == "leading"    ? timestep_spacing::leading
+                    : spacing == "trailing" ? timestep_spacing::trailing
+                                            : timestep_spacing::linspace;
+        o.steps_offset = cfg.value("steps_offset", std::size_t{0});
+        if (cfg.value("use_karras_sigmas", false)) o.levels = sigma_spacing::karras;
+        if (cfg.value("use_exponential_sigmas", false)) o.levels = sigma_spacing::exponential;
+        if (cfg.value("use_beta_sigmas", false)) o.levels = sigma_spacing::beta;
+        if (cfg.value("use_lu_lambdas", false)) o.levels = sigma_spacing::lu_lambdas;
+        if (cfg.value("final_sigmas_type", std::string("zero")) == "sigma_min" || cls == "DEISMultistepScheduler")
+          o.final_level = final_sigma::sigma_min;
+        if (cfg.contains("lambda_min_clipped")) o.lambda_min_clipped = number(cfg.at("lambda_min_clipped"));
+        g = make_multistep_grid(schedule, n, o);
+      }
+      REQUIRE(times.size() == n);
+      REQUIRE(g.sigmas.size() == levels.size());
+      for (std::size_t i = 0; i < levels.size(); ++i) {
+        const double bound = 8.0 * float32_ulp * levels[i] + 1e-300;
+        worst = std::max(worst, std::abs(g.sigmas[i] - levels[i]) / bound);
+        CHECK(std::abs(g.sigmas[i] - levels[i]) <= bound);
+      }
+      for (std::size_t i = 0; i < n; ++i) {
+        if (g.timesteps[i] == times[i]) continue;
+        // A level's time made integer: may differ by one only next to the rounding point (a half-integer when
+        // rounded, an integer when truncated), within the float32 sensitivity.
+        const bool one_off = !table.empty() && std::abs(g.timesteps[i] - times[i]) == 1.0;
+        const double raw = one_off ? sigma_to_timestep(table, g.sigmas[i]) : 0.0;
+        const double frac = raw - std::floor(raw);
+        const double edge = std::min({std::abs(frac - 0.5), frac, 1.0 - frac});
+        CHECK((one_off && edge <= timestep_sensitivity(table, g.sigmas[i])));
+      }
+      ++checked;
     }
-    sigma_grid g;
-    std::vector<double> table;
-    if (cfg.value("use_flow_sigmas", false)) {
-      g = make_multistep_flow_grid(n, cfg.value("flow_shift", 1.0), cfg.at("num_train_timesteps").get<std::size_t>());
-    } else {
-      auto values = tensor(tables.at(c.at("alphas_cumprod_table").get<std::string>()).at("alphas_cumprod"));
-      if (cfg.value("rescale_betas_zero_snr", false) && values.back() == 0x1p-24) values.back() = 0.0;
-      const auto schedule = noise_schedule<double>::from_alphas_cumprod(values);
-      table = vp_sigmas(schedule);
-      multistep_grid_options o;
-      const auto spacing = cfg.value("timestep_spacing", std::string("linspace"));
-      o.spacing = spacing == "leading"    ? timestep_spacing::leading
-                  : spacing == "trailing" ? timestep_spacing::trailing
-                                          : timestep_spacing::linspace;
-      o.steps_offset = cfg.value("steps_offset", std::size_t{0});
-      if (cfg.value("use_karras_sigmas", false)) o.levels = sigma_spacing::karras;
-      if (cfg.value("use_exponential_sigmas", false)) o.levels = sigma_spacing::exponential;
-      if (cfg.value("use_beta_sigmas", false)) o.levels = sigma_spacing::beta;
-      if (cfg.value("use_lu_lambdas", false)) o.levels = sigma_spacing::lu_lambdas;
-      if (cfg.value("final_sigmas_type", std::string("zero")) == "sigma_min") o.final_level = final_sigma::sigma_min;
-      o.lambda_min_clipped = number(cfg.at("lambda_min_clipped"));
-      g = make_multistep_grid(schedule, n, o);
-    }
-    REQUIRE(times.size() == n);
-    REQUIRE(g.sigmas.size() == levels.size());
-    for (std::size_t i = 0; i < levels.size(); ++i) {
-      const double bound = 8.0 * float32_ulp * levels[i] + 1e-300;
-      worst = std::max(worst, std::abs(g.sigmas[i] - levels[i]) / bound);
-      CHECK(std::abs(g.sigmas[i] - levels[i]) <= bound);
-    }
-    for (std::size_t i = 0; i < n; ++i) {
-      if (g.timesteps[i] == times[i]) continue;
-      // A level's time made integer: may differ by one only next to the rounding point (a half-integer when
-      // rounded, an integer when truncated), within the float32 sensitivity.
-      const bool one_off = !table.empty() && std::abs(g.timesteps[i] - times[i]) == 1.0;
-      const double raw = one_off ? sigma_to_timestep(table, g.sigmas[i]) : 0.0;
-      const double frac = raw - std::floor(raw);
-      const double edge = std::min({std::abs(frac - 0.5), frac, 1.0 - frac});
-      CHECK((one_off && edge <= timestep_sensitivity(table, g.sigmas[i])));
-    }
-    ++checked;
+    std::cout << "multistep grid " << cls << ": " << checked << " cases, worst level deviation / bound " << worst
+              << '\n';
+    CHECK(checked > 0);
   }
-  std::cout << "multistep grid DPMSolverMultistepScheduler: " << checked << " cases, worst level deviation / bound "
-            << worst << '\n';
-  CHECK(checked > 0);
 }
