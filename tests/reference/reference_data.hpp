@@ -46,7 +46,8 @@ inline const std::set<std::string>& implemented_classes() {
                                              "DPMSolverMultistepScheduler",
                                              "LCMScheduler",
                                              "TCDScheduler",
-                                             "PNDMScheduler"};
+                                             "PNDMScheduler",
+                                             "UniPCMultistepScheduler"};
   return classes;
 }
 
@@ -172,5 +173,10 @@ void replay_sigma_case(const json& c, tally& t, const check_fn& check);
 bool is_consistency_class(const std::string& scheduler_class);
 /// Replays one LCM or TCD case (error cases included); `tables` is alphas_cumprod_tables.json's "tables".
 void replay_consistency_case(const json& c, const json& tables, tally& t, const check_fn& check);
+
+/// True for UniPCMultistepScheduler (replay_unipc.cpp).
+bool is_unipc_class(const std::string& scheduler_class);
+/// Replays one UniPC case (error cases included).
+void replay_unipc_case(const json& c, tally& t, const check_fn& check);
 
 }  // namespace skipstep_reference
