@@ -97,7 +97,7 @@ dpm_solver_options dpm_options_from(const json& cfg) {
 /// One DPM-Solver multistep step in isolation: the recorded sample, model output, noise and the recorded D history
 /// (previous records' convert_model_output, or history_convert_model_output) through our row; prev_sample and the
 /// row's stored D against diffusers'. Returns dev/bound.
-double dpm_isolated_step(const sigma_case& s, const json& c, const json& rec, const std::vector<double>& input,
+double dpm_isolated_step(const sigma_case& s, const json& /*c*/, const json& rec, const std::vector<double>& input,
                          const std::vector<double>& ref_prev, std::size_t num_rows, const check_fn& check) {
   static thread_local std::vector<std::vector<double>> recorded_d;  // D of recent calls by step index
   const auto k = rec.at("i").get<std::size_t>();
