@@ -30,6 +30,8 @@
 //  - README #14: a last step to σ = 0 at order 1 with bh1 or predict_x0 = false is NaN in diffusers; skipstep takes
 //    the limit h → ∞, which is x̂0 (data prediction) or α_N·(x^c − σ_s·ε̂)/α_s (noise prediction): the isolated
 //    check compares with that limit computed from diffusers' own recorded corrected sample and D;
+//  - a step with h = 0 (a repeated final level, e.g. Karras with final sigma_min; as DPM-Solver's README #16) makes
+//    diffusers' b vector 0/0, NaN at order 3; skipstep takes the identity, checked against the corrected sample;
 //  - README #15: a last step to σ = 0 at order ≥ 2 (lower_order_final = false) has no finite limit: skipstep must
 //    refuse the configuration with std::invalid_argument, and diffusers' output must indeed be non-finite (or the
 //    case be an expected error).
@@ -297,16 +299,19 @@ void replay_unipc_case(const json& c, tally& t, const check_fn& check) {
       for (std::size_t j = 0; j < hist.size(); ++j)
         if (!hist[j].is_null() && k + j >= hist.size()) recorded_d[k - hist.size() + j] = tensor(hist[j]);
     }
-    // README #14 by rule: diffusers' NaN on a first-order last step to σ = 0 (bh1, or noise prediction); the limit.
+    // Where diffusers is not finite, by rule: README #14, a first-order last step to σ = 0 with bh1 or noise
+    // prediction (limit: x̂0, or α_N·(x^c − σ_s·ε̂)/α_s with α_N = 1); or a step with h = 0, a repeated final level,
+    // whose b vector is 0/0 at order 3 (limit: the identity on the corrected sample).
     if (!all_finite(ref_prev)) {
-      const bool documented = k + 1 == n && grid.sigmas[n] == 0.0 &&
-                              unipc_sampler::predictor_order(u.solver, k, n) == 1 &&
-                              (u.solver.variant == unipc_variant::bh1 || !x0);
-      check(documented, "diffusers is not finite at " + at + " outside README #14's rule");
       const std::vector<double>& xc = corrected ? ref_corrected : input;
+      const bool to_zero = k + 1 == n && grid.sigmas[n] == 0.0 &&
+                           unipc_sampler::predictor_order(u.solver, k, n) == 1 &&
+                           (u.solver.variant == unipc_variant::bh1 || !x0);
+      const bool repeated = grid.sigmas[k + 1] == grid.sigmas[k];
+      check(to_zero || repeated, "diffusers is not finite at " + at + " outside the documented rules");
       const level s = flow ? level::flow(grid.sigmas[k]) : level::from_sigma_tilde(grid.sigmas[k]);
       for (std::size_t e = 0; e < ref_prev.size(); ++e)
-        ref_prev[e] = x0 ? ref_d[e] : (xc[e] - s.sigma * ref_d[e]) / s.alpha;  // α_N = 1 at σ = 0
+        ref_prev[e] = repeated ? xc[e] : x0 ? ref_d[e] : (xc[e] - s.sigma * ref_d[e]) / s.alpha;
     }
     const row_outputs ours = run_row(u, grid, k, input, m, last_sample, recorded_d);
     if (ours.ok) {

@@ -250,16 +250,18 @@ TEST_CASE("flow grids reject bad options", "[grid][errors]") {
   CHECK(dynamic_shift_level(0.5, 0.0, time_shift::exponential) == Approx(0.5).epsilon(1e-15));
 }
 
-TEST_CASE("multistep grids equal diffusers' DPMSolverMultistep sigmas and timesteps", "[reference][grid]") {
+TEST_CASE("multistep grids equal diffusers' DPMSolverMultistep and UniPCMultistep sigmas and timesteps",
+          "[reference][grid]") {
   // Bounds as for the σ grids; integer model times must be equal, except that a time diffusers rounds from a
   // level's fractional time (karras, exponential, beta, lu) may differ by 1 where that time lies within the float32
   // sensitivity (timestep_sensitivity) of a half-integer.
   const json tables = load(reference_dir() / "alphas_cumprod_tables.json").at("tables");
-  int checked = 0;
+  int checked = 0, checked_unipc = 0;  // UniPC's set_timesteps is DPMSolverMultistep's
   double worst = 0.0;
   for (const fs::path& file : case_files()) {
     const json c = load(file);
-    if (c.at("scheduler_class") != "DPMSolverMultistepScheduler" || c.at("group") != "curated") continue;
+    const bool unipc = c.at("scheduler_class") == "UniPCMultistepScheduler";
+    if ((c.at("scheduler_class") != "DPMSolverMultistepScheduler" && !unipc) || c.at("group") != "curated") continue;
     const json& st = c.at("set_timesteps_kwargs");
     if (!st.is_object() || !st.contains("num_inference_steps")) continue;
     INFO("case " << c.at("case").get<std::string>());
@@ -274,6 +276,7 @@ TEST_CASE("multistep grids equal diffusers' DPMSolverMultistep sigmas and timest
     std::vector<double> table;
     if (cfg.value("use_flow_sigmas", false)) {
       g = make_multistep_flow_grid(n, cfg.value("flow_shift", 1.0), cfg.at("num_train_timesteps").get<std::size_t>());
+      if (cfg.value("final_sigmas_type", std::string("zero")) == "sigma_min") g.sigmas.back() = g.sigmas[n - 1];
     } else {
       auto values = tensor(tables.at(c.at("alphas_cumprod_table").get<std::string>()).at("alphas_cumprod"));
       if (cfg.value("rescale_betas_zero_snr", false) && values.back() == 0x1p-24) values.back() = 0.0;
@@ -290,7 +293,7 @@ TEST_CASE("multistep grids equal diffusers' DPMSolverMultistep sigmas and timest
       if (cfg.value("use_beta_sigmas", false)) o.levels = sigma_spacing::beta;
       if (cfg.value("use_lu_lambdas", false)) o.levels = sigma_spacing::lu_lambdas;
       if (cfg.value("final_sigmas_type", std::string("zero")) == "sigma_min") o.final_level = final_sigma::sigma_min;
-      o.lambda_min_clipped = number(cfg.at("lambda_min_clipped"));
+      if (cfg.contains("lambda_min_clipped")) o.lambda_min_clipped = number(cfg.at("lambda_min_clipped"));
       g = make_multistep_grid(schedule, n, o);
     }
     REQUIRE(times.size() == n);
@@ -310,9 +313,10 @@ TEST_CASE("multistep grids equal diffusers' DPMSolverMultistep sigmas and timest
       const double edge = std::min({std::abs(frac - 0.5), frac, 1.0 - frac});
       CHECK((one_off && edge <= timestep_sensitivity(table, g.sigmas[i])));
     }
-    ++checked;
+    ++(unipc ? checked_unipc : checked);
   }
-  std::cout << "multistep grid DPMSolverMultistepScheduler: " << checked << " cases, worst level deviation / bound "
-            << worst << '\n';
+  std::cout << "multistep grid DPMSolverMultistepScheduler: " << checked << " cases, UniPCMultistepScheduler: "
+            << checked_unipc << " cases, worst level deviation / bound " << worst << '\n';
   CHECK(checked > 0);
+  CHECK(checked_unipc > 0);
 }
