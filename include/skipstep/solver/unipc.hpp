@@ -119,16 +119,18 @@ struct unipc_update {
 /// order warms up (min(i + 1, p) at step i), lower_order_final gives min(p, N − i), the corrector of step i uses
 /// the order of the predictor it corrects and is off at step 0 and after the steps in disable_corrector, ρ = ½ for
 /// the order-2 predictor and the order-1 corrector (diffusers' simplified forms), and ρ from R·ρ = b otherwise,
-/// solved in double (diffusers solves in float32 LAPACK). Where diffusers gives NaN or ±inf, skipstep takes the
-/// limit or refuses:
+/// solved in double by Gaussian elimination (diffusers solves in float32 LAPACK; the difference is float32 rounding
+/// of ρ, which its reference bounds absorb). The workspace holds p history buffers (D of the last p steps) and S.
+/// Where diffusers gives NaN or ±inf, skipstep takes the limit or refuses:
 ///  - a last step to σ = 0 at order 1 is its limit h → ∞, x_N = x̂0 (data prediction; diffusers: NaN with bh1) or
 ///    x_N = α_N·(x^c − σ_s·ε̂)/α_s (noise prediction, σ_t(e^h − 1) = α_t·σ_s/α_s − σ_t; diffusers: 0·inf = NaN);
 ///  - a last step to σ = 0 at order ≥ 2 (lower_order_final = false) has no finite limit (r_k → 0): refused with
 ///    std::invalid_argument (diffusers: ±inf at order 2, LinAlgError at order 3);
 ///  - a step with h = 0 (a repeated final level, e.g. Karras with final sigma_min) is the identity, its limit
-///    (diffusers: NaN at order ≥ 2).
-/// Thresholding (dynamic_threshold) applies to x̂0 with predict_x0; noise prediction takes no processing, and flow
-/// prediction needs predict_x0 (diffusers raises for both otherwise).
+///    (diffusers: NaN at order 3, where b is 0/0).
+/// Thresholding (dynamic_threshold) applies to x̂0 with predict_x0; noise prediction refuses any processing (diffusers
+/// silently ignores `thresholding` there), and flow prediction needs a flow grid and predict_x0 (diffusers raises
+/// without predict_x0, and on VP levels it would use σ̃ where the path has σ).
 class unipc_sampler : public sampler {
  public:
   /// Builds the rows of `grid` (make_multistep_grid for VP levels, make_multistep_flow_grid with
@@ -136,7 +138,8 @@ class unipc_sampler : public sampler {
   explicit unipc_sampler(const sigma_grid& grid, unipc_options solver = {}, sampler_options options = {})
       : sampler(build(grid, solver, options), options) {}
 
-  /// The UniP order of step i (after warm-up and lower_order_final) for N steps (diffusers' `this_order`).
+  /// The UniP order of step i of N (diffusers' `this_order`): min(p, i + 1, N − i) with lower_order_final, else
+  /// min(p, i + 1) (the warm-up: step i has i earlier evaluations).
   [[nodiscard]] static int predictor_order(const unipc_options& solver, std::size_t i, std::size_t n) {
     std::size_t p = static_cast<std::size_t>(solver.order);
     if (solver.lower_order_final) p = std::min(p, n - i);
@@ -205,8 +208,8 @@ class unipc_sampler : public sampler {
     const bool x0 = solver.predict_x0;
     const bool bh1 = solver.variant == unipc_variant::bh1;
 
-    // One update from level s to level t with `nodes` past levels s_1.. (indices into the grid), and, for the
-    // corrector, the new evaluation at t as the last node (r = 1).
+    // One update from level s to level t of the given order: its past nodes are the levels past, past − 1, ... (the
+    // order − 1 evaluations before s), and, for the corrector, the new evaluation at t is one more node (r = 1).
     const auto update = [&](std::size_t s, std::size_t t, std::size_t past, bool corrector, int order) {
       detail::unipc_update u;
       const level ls = lv[s], lt = lv[t];
