@@ -35,7 +35,8 @@
 //  - README #15: a last step to σ = 0 at order ≥ 2 (lower_order_final = false) has no finite limit: skipstep must
 //    refuse the configuration with std::invalid_argument, and diffusers' output must indeed be non-finite (or the
 //    case be an expected error).
-// Expected-error cases (group "error"): the sampler built from the case's config must throw std::invalid_argument.
+// Expected-error cases (group "error"): the sampler built from the case's config (grid from set_timesteps's rules, as
+// the case records none) must throw std::invalid_argument; an unknown solver_type reaches it as an invalid variant.
 // disable_corrector entries that name no corrector (not in [0, N − 1)) are ignored by diffusers and refused by
 // skipstep: the runner asserts the refusal, then replays without them.
 #include <catch2/catch.hpp>
@@ -73,8 +74,12 @@ unipc_case case_from(const json& c) {
   const json& cfg = c.at("config");
   unipc_case u;
   u.solver.order = cfg.value("solver_order", 2);
-  // diffusers maps the DPM-Solver names midpoint, heun and logrho to bh2.
-  u.solver.variant = cfg.value("solver_type", std::string("bh2")) == "bh1" ? unipc_variant::bh1 : unipc_variant::bh2;
+  // diffusers maps the DPM-Solver names midpoint, heun and logrho to bh2 and raises for any other name: that one
+  // reaches skipstep as a value outside unipc_variant, which it must refuse.
+  const auto type = cfg.value("solver_type", std::string("bh2"));
+  u.solver.variant = type == "bh1"                                                                 ? unipc_variant::bh1
+                     : type == "bh2" || type == "midpoint" || type == "heun" || type == "logrho" ? unipc_variant::bh2
+                                                                                                   : static_cast<unipc_variant>(-1);
   u.solver.predict_x0 = cfg.value("predict_x0", true);
   u.solver.lower_order_final = cfg.value("lower_order_final", true);
   u.solver.path = cfg.value("use_flow_sigmas", false) ? grid_path::flow : grid_path::vp;
@@ -220,11 +225,22 @@ sigma_grid perturbed(const sigma_grid& g, std::size_t which, double p, bool flow
 }  // namespace
 
 void replay_unipc_case(const json& c, tally& t, const check_fn& check) {
+  const bool error_case = c.at("group") == "error";
+  if (error_case) {  // the whole configuration, options to sampler, must be refused with std::invalid_argument
+    bool threw = false;
+    try {
+      const unipc_case e = case_from(c);
+      (void)unipc_sampler(grid_from_config(c), e.solver, e.options);
+    } catch (const std::invalid_argument&) {
+      threw = true;
+    }
+    check(threw, "expected std::invalid_argument (" + c.at("expected_error").dump() + ")");
+    return;
+  }
   unipc_case u = case_from(c);
   const bool flow = u.solver.path == grid_path::flow;
   const bool x0 = u.solver.predict_x0;
-  const bool error_case = c.at("group") == "error";
-  const sigma_grid grid = c.contains("sigmas") ? recorded_grid(c) : grid_from_config(c);
+  const sigma_grid grid = recorded_grid(c);
   const std::size_t n = grid.size();
 
   // disable_corrector: diffusers ignores entries that name no corrector; skipstep refuses them.
@@ -246,17 +262,15 @@ void replay_unipc_case(const json& c, tally& t, const check_fn& check) {
 
   // README #15 by rule: a last step to σ = 0 at order ≥ 2 has no finite limit, and skipstep refuses it.
   const bool refused = grid.sigmas.back() == 0.0 && unipc_sampler::predictor_order(u.solver, n - 1, n) >= 2;
-  if (error_case || refused) {
+  if (refused) {
     bool threw = false;
     try {
-      (void)unipc_sampler(error_case ? grid_from_config(c) : grid, u.solver, u.options);
+      (void)unipc_sampler(grid, u.solver, u.options);
     } catch (const std::invalid_argument&) {
       threw = true;
     }
-    check(threw, "expected std::invalid_argument (" +
-                     (error_case ? c.at("expected_error").dump() : std::string("order >= 2 on a last step to 0")) + ")");
-    if (!error_case)
-      check(c.value("final_sample_nonfinite", false), "a refused configuration must be one diffusers cannot finish");
+    check(threw, "expected std::invalid_argument (order >= 2 on a last step to sigma = 0)");
+    check(c.value("final_sample_nonfinite", false), "a refused configuration must be one diffusers cannot finish");
     return;
   }
 
