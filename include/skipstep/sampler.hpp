@@ -363,6 +363,9 @@ class sampler {
                               row.step);
       step_first_row_[row.step] = r;
       uses_state_ = uses_state_ || row.extras.uses_state();
+      if (row.extras.save_state && row.extras.combine_state)
+        detail::throw_invalid(name_, "plan row " + std::to_string(r) + " state",
+                              "must be saved (S <- x) or combined, not both", "save_state and combine_state");
       for (std::size_t j = 0; j < row.extras.history_reads; ++j)
         if (row.extras.history[j].slot >= history_slots_)
           detail::throw_invalid(name_, "plan row " + std::to_string(r) + " history slot",

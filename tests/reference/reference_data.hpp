@@ -49,7 +49,8 @@ inline const std::set<std::string>& implemented_classes() {
                                              "PNDMScheduler",
                                              "IPNDMScheduler",
                                              "DEISMultistepScheduler",
-                                             "DPMSolverSinglestepScheduler"};
+                                             "DPMSolverSinglestepScheduler",
+                                             "UniPCMultistepScheduler"};
   return classes;
 }
 
@@ -180,5 +181,10 @@ void replay_deis_singlestep_case(const json& c, tally& t, const check_fn& check)
 bool is_consistency_class(const std::string& scheduler_class);
 /// Replays one LCM or TCD case (error cases included); `tables` is alphas_cumprod_tables.json's "tables".
 void replay_consistency_case(const json& c, const json& tables, tally& t, const check_fn& check);
+
+/// True for UniPCMultistepScheduler (replay_unipc.cpp).
+bool is_unipc_class(const std::string& scheduler_class);
+/// Replays one UniPC case (error cases included).
+void replay_unipc_case(const json& c, tally& t, const check_fn& check);
 
 }  // namespace skipstep_reference

@@ -178,7 +178,7 @@ TEST_CASE("diffusers reference cases replay through skipstep", "[reference]") {
     tally& t = by_class[cls];
     const json& cfg = c.at("config");
     if (((is_sigma_class(cls) || is_deis_singlestep_class(cls)) && c.at("group") != "error") ||
-        is_consistency_class(cls)) {
+        is_consistency_class(cls) || is_unipc_class(cls)) {
       bool case_ok = true;
       const check_fn record = [&](bool cond, const std::string& what) {
         if (!cond) {
@@ -191,6 +191,8 @@ TEST_CASE("diffusers reference cases replay through skipstep", "[reference]") {
         replay_consistency_case(c, tables.at("tables"), t, record);
       else if (is_deis_singlestep_class(cls))
         replay_deis_singlestep_case(c, t, record);
+      else if (is_unipc_class(cls))
+        replay_unipc_case(c, t, record);
       else
         replay_sigma_case(c, t, record);
       case_ok ? ++t.passed : ++t.failed;

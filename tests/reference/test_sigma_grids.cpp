@@ -250,7 +250,7 @@ TEST_CASE("flow grids reject bad options", "[grid][errors]") {
   CHECK(dynamic_shift_level(0.5, 0.0, time_shift::exponential) == Approx(0.5).epsilon(1e-15));
 }
 
-TEST_CASE("multistep grids equal diffusers' DPMSolverMultistep, DEIS and DPMSolverSinglestep sigmas and timesteps",
+TEST_CASE("multistep grids equal diffusers' DPMSolverMultistep, DEIS, DPMSolverSinglestep and UniPC sigmas and timesteps",
           "[reference][grid]") {
   // Bounds as for the σ grids; integer model times must be equal, except that a time diffusers rounds from a
   // level's fractional time (karras, exponential, beta, lu) may differ by 1 where that time lies within the float32
@@ -258,7 +258,8 @@ TEST_CASE("multistep grids equal diffusers' DPMSolverMultistep, DEIS and DPMSolv
   // σ̃_min (a repeat of the last level for karras / exponential / beta: reference README, surprise 24).
   const json tables = load(reference_dir() / "alphas_cumprod_tables.json").at("tables");
   for (const std::string cls :
-       {"DPMSolverMultistepScheduler", "DEISMultistepScheduler", "DPMSolverSinglestepScheduler"}) {
+       {"DPMSolverMultistepScheduler", "DEISMultistepScheduler", "DPMSolverSinglestepScheduler",
+        "UniPCMultistepScheduler"}) {
     int checked = 0;
     double worst = 0.0;
     for (const fs::path& file : case_files()) {
@@ -278,6 +279,7 @@ TEST_CASE("multistep grids equal diffusers' DPMSolverMultistep, DEIS and DPMSolv
       std::vector<double> table;
       if (cfg.value("use_flow_sigmas", false)) {
         g = make_multistep_flow_grid(n, cfg.value("flow_shift", 1.0), cfg.at("num_train_timesteps").get<std::size_t>());
+        if (cfg.value("final_sigmas_type", std::string("zero")) == "sigma_min") g.sigmas.back() = g.sigmas[n - 1];
       } else {
         auto values = tensor(tables.at(c.at("alphas_cumprod_table").get<std::string>()).at("alphas_cumprod"));
         if (cfg.value("rescale_betas_zero_snr", false) && values.back() == 0x1p-24) values.back() = 0.0;

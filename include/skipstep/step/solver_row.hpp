@@ -4,7 +4,10 @@
 ///   x ← core(x, m, P(x̂0), ε̂, z) + w_S·S + Σ_j w_j·H[slot_j],
 /// where core is the affine_step of the single-step samplers, S a saved state (the sample a multi-stage step
 /// started from) and H a ring of history buffers (past x̂0 or ε̂ of multistep solvers). Before x is overwritten the
-/// row may store D = d_x·x + d_m·m + d_0·P(x̂0) into a history slot and the old x into S.
+/// row may store D = d_x·x + d_m·m + d_0·P(x̂0) into a history slot and the old x into S, or (a predictor-corrector
+/// such as UniPC, whose next step starts from a corrected sample) replace S by a combination of the same inputs,
+///   S ← u_x·x + u_m·m + u_0·P(x̂0) + u_S·S + Σ_j u_j·H[slot_j],
+/// every input read before anything is written (element by element, so a store slot may be one the row reads).
 #pragma once
 
 #include <algorithm>
@@ -27,8 +30,9 @@ inline constexpr std::size_t max_history_reads = 4;
 
 /// A term w·H[slot] of a row's update.
 struct history_term {
-  std::uint8_t slot = 0;  ///< the history buffer.
-  double weight = 0.0;    ///< its coefficient.
+  std::uint8_t slot = 0;      ///< the history buffer.
+  double weight = 0.0;        ///< its coefficient in the update of x.
+  double state_weight = 0.0;  ///< u_j, its coefficient in the new S (rows with combine_state only).
 };
 
 /// The part of a row beyond its affine core (see the file comment). Default: nothing beyond the core.
@@ -41,13 +45,20 @@ struct row_extras {
   double store_model = 0.0;                                  ///< d_m.
   double store_x0 = 0.0;                                     ///< d_0 (the processed x̂0).
   bool save_state = false;                                   ///< S ← x (the value before the update).
+  /// S ← u_x·x + u_m·m + u_0·P(x̂0) + u_S·S + Σ_j u_j·H[slot_j] instead (not with save_state): the weights below and
+  /// the history terms' state_weight.
+  bool combine_state = false;
+  double state_from_sample = 0.0;  ///< u_x.
+  double state_from_model = 0.0;   ///< u_m.
+  double state_from_x0 = 0.0;      ///< u_0 (the processed x̂0).
+  double state_from_state = 0.0;   ///< u_S (the old S).
 
   /// True when the row is its affine core alone (the single-step kernels run it).
   [[nodiscard]] bool is_plain() const noexcept {
-    return state_weight == 0.0 && history_reads == 0 && store_slot < 0 && !save_state;
+    return state_weight == 0.0 && history_reads == 0 && store_slot < 0 && !save_state && !combine_state;
   }
   /// True when the row reads or writes S.
-  [[nodiscard]] bool uses_state() const noexcept { return state_weight != 0.0 || save_state; }
+  [[nodiscard]] bool uses_state() const noexcept { return state_weight != 0.0 || save_state || combine_state; }
 };
 
 /// One model evaluation of a solver's plan: which step it belongs to, the model time the network sees (fractional
@@ -79,11 +90,15 @@ void apply_row_range(const affine_step& c, const row_extras& e, T* xs, const T* 
   const T dx = static_cast<T>(e.store_sample), dm = static_cast<T>(e.store_model), d0 = static_cast<T>(e.store_x0);
   const std::size_t reads = e.history_reads;
   std::array<const T*, max_history_reads> h{};
-  std::array<T, max_history_reads> hw{};
+  std::array<T, max_history_reads> hw{}, hs{};
   for (std::size_t j = 0; j < reads; ++j) {
     h[j] = history[e.history[j].slot];
     hw[j] = static_cast<T>(e.history[j].weight);
+    hs[j] = static_cast<T>(e.history[j].state_weight);
   }
+  const bool combine = e.combine_state && state != nullptr;
+  const T ux = static_cast<T>(e.state_from_sample), um = static_cast<T>(e.state_from_model);
+  const T u0 = static_cast<T>(e.state_from_x0), us = static_cast<T>(e.state_from_state);
   T* const store = e.store_slot >= 0 ? history[e.store_slot] : nullptr;
   const bool reeps = processing.use_clipped_model_output;
   const bool thresholding = processing.mode == x0_processing::kind::dynamic_threshold;
@@ -126,6 +141,11 @@ void apply_row_range(const affine_step& c, const row_extras& e, T* xs, const T* 
           if (e.save_state) state[k] = xv;
         }
         for (std::size_t r = 0; r < reads; ++r) out += hw[r] * h[r][k];
+        if (combine) {  // the old S and H[·][k] are read here, before the store below overwrites a slot
+          T next = ux * xv + um * mv + u0 * x0 + us * state[k];
+          for (std::size_t r = 0; r < reads; ++r) next += hs[r] * h[r][k];
+          state[k] = next;
+        }
         if (draw) out += zs * z[i];
         if (store != nullptr) store[k] = dx * xv + dm * mv + d0 * x0;
         if (x0_out != nullptr) x0_out[k] = x0;
