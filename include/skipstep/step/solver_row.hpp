@@ -94,6 +94,31 @@ void with_store(row_store s, F&& f) {
   }
 }
 
+/// A fused_row_kernel instantiation.
+template <class T>
+using fused_row_fn = void (*)(T*, const T*, T*, const T*, const T*, const T*, const T*, T*, const T*, std::size_t,
+                              fused_row_weights<T>) noexcept;
+
+/// The fused_row_kernel for `reads` read-only history streams, the store and state flags, with or without noise
+/// (independent of the noise source's type, so that every source shares the same instantiations).
+template <class T, bool Noisy>
+fused_row_fn<T> select_fused_row_kernel(std::size_t reads, row_store store, bool read_state, bool save_state) {
+  fused_row_fn<T> kernel = nullptr;
+  with_read_count(reads, [&](auto r) {
+    with_store(store, [&](auto st) {
+      with_flag(read_state, [&](auto rs) {
+        with_flag(save_state, [&](auto ss) {
+          constexpr std::size_t R = decltype(r)::value;
+          constexpr row_store S = decltype(st)::value;
+          if constexpr (R + (S == row_store::in_place ? 1 : 0) <= max_history_reads)
+            kernel = &fused_row_kernel<R, S, decltype(rs)::value, decltype(ss)::value, Noisy, T>;
+        });
+      });
+    });
+  });
+  return kernel;
+}
+
 /// The row without x̂0 processing as one fused pass (fused_row_kernel): x̂0 and ε̂ are linear in (x, m), so
 ///   x ← a·x + b·m + w_S·S + Σ_j w_j·H[slot_j] + σ_z·z,   D = d_a·x + d_b·m,
 /// with a = w0·px + we·ε_x + wx, b = w0·pm + we·ε_m, d_a = d_x + d_0·px, d_b = d_m + d_0·pm folded once in double
@@ -144,35 +169,21 @@ bool apply_fused_row_range(const affine_step& c, const row_extras& e, T* xs, con
   if (x0_out != nullptr)
     x0_kernel(xs + first, ms + first, x0_out + first, count, static_cast<T>(px), static_cast<T>(pm));
   const auto at = [](auto* p, std::size_t k) { return p == nullptr ? p : p + k; };
-  with_read_count(reads, [&](auto r) {
-    with_store(store, [&](auto st) {
-      with_flag(read_state, [&](auto rs) {
-        with_flag(save_state, [&](auto ss) {
-          constexpr std::size_t R = decltype(r)::value;
-          constexpr row_store S = decltype(st)::value;
-          constexpr bool RS = decltype(rs)::value, SS = decltype(ss)::value;
-          if constexpr (R + (S == row_store::in_place ? 1 : 0) <= max_history_reads) {
-            const auto pass = [&](auto noisy, std::size_t k, std::size_t len, const T* z) {
-              fused_row_kernel<R, S, RS, SS, decltype(noisy)::value>(
-                  xs + k, ms + k, at(state, k), at(h[0], k), at(h[1], k), at(h[2], k), at(h[3], k), at(out, k), z,
-                  len, w);
-            };
-            if (!draw) {
-              pass(std::false_type{}, first, count, nullptr);
-            } else if constexpr (has_noise_source) {
-              std::array<T, noise_block> z;
-              for (std::size_t s = sample_begin; s < sample_end; ++s)
-                for (std::size_t j = 0; j < per_sample; j += noise_block) {
-                  const std::size_t len = std::min(noise_block, per_sample - j);
-                  draw_noise<T>(noise, std::span<T>(z.data(), len), noise_position{s, step_index, j});
-                  pass(std::true_type{}, s * per_sample + j, len, z.data());
-                }
-            }
-          }
-        });
-      });
-    });
-  });
+  const auto pass = [&](fused_row_fn<T> kernel, std::size_t k, std::size_t len, const T* z) {
+    kernel(xs + k, ms + k, at(state, k), at(h[0], k), at(h[1], k), at(h[2], k), at(h[3], k), at(out, k), z, len, w);
+  };
+  if (!draw) {
+    pass(select_fused_row_kernel<T, false>(reads, store, read_state, save_state), first, count, nullptr);
+  } else if constexpr (has_noise_source) {
+    const fused_row_fn<T> kernel = select_fused_row_kernel<T, true>(reads, store, read_state, save_state);
+    std::array<T, noise_block> z;
+    for (std::size_t s = sample_begin; s < sample_end; ++s)
+      for (std::size_t j = 0; j < per_sample; j += noise_block) {
+        const std::size_t len = std::min(noise_block, per_sample - j);
+        draw_noise<T>(noise, std::span<T>(z.data(), len), noise_position{s, step_index, j});
+        pass(kernel, s * per_sample + j, len, z.data());
+      }
+  }
   return true;
 }
 
