@@ -114,9 +114,9 @@ BENCH_NOINLINE void streams_2r3w(float* __restrict x, const float* __restrict m,
                                  float* __restrict h, std::size_t n, float a, float b, float d, float e) {
   for (std::size_t i = 0; i < n; ++i) {
     const float xv = x[i], mv = m[i];
-    s[i] = xv;
-    h[i] = d * xv + e * mv;
     x[i] = a * xv + b * mv;
+    h[i] = d * xv + e * mv;
+    s[i] = xv;
   }
 }
 /// x ← a·x + b·m + c·s + c2·h.
