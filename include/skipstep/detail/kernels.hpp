@@ -67,6 +67,66 @@ SKIPSTEP_KERNEL_NOINLINE void fused_noisy_step_x0_kernel(T* SKIPSTEP_RESTRICT x,
   }
 }
 
+/// What a solver row stores into a history slot (see fused_row_kernel).
+enum class row_store {
+  none,      ///< nothing.
+  separate,  ///< D into a slot the row does not read.
+  in_place,  ///< D into the slot of a history term the row reads (read first, then overwritten).
+};
+
+/// The scalars of fused_row_kernel, already folded in double and cast to T.
+template <class T>
+struct fused_row_weights {
+  T sample;              ///< a, the weight of x.
+  T model;               ///< b, the weight of m.
+  T state;               ///< w_S, the weight of the saved state S.
+  T history[4];          ///< w_j, the weights of the read-only history streams h0..h3.
+  T in_place;            ///< w_p, the weight of the slot the row reads and then overwrites with D.
+  T store_sample;        ///< d_a, the weight of x in D.
+  T store_model;         ///< d_b, the weight of m in D.
+  T noise;               ///< σ_z, the weight of z.
+};
+
+/// A solver row without x̂0 processing, fused: one pass over memory, i < n,
+///   x[i] ← a·x[i] + b·m[i] + w_S·S[i] + Σ_{j<Reads} w_j·h_j[i] + w_p·p[i] + σ_z·z[i],
+///   then p[i] ← D (Store = in_place) or d[i] ← D (separate), D = d_a·x[i] + d_b·m[i] (old x), and S[i] ← x[i] (old)
+///   with SaveState,
+/// each term present only when its compile-time flag is (ReadState: w_S·S; Noise: σ_z·z over one noise block). `p`
+/// and `d` are the same pointer `out` (the history slot D goes to). Every stream is a distinct buffer, hence the
+/// restrict pointers; the row dispatcher (apply_row_range) checks that no read-only history is the slot written.
+template <std::size_t Reads, row_store Store, bool ReadState, bool SaveState, bool Noise, class T>
+SKIPSTEP_KERNEL_NOINLINE void fused_row_kernel(T* SKIPSTEP_RESTRICT x, const T* SKIPSTEP_RESTRICT m,
+                                               T* SKIPSTEP_RESTRICT state, const T* SKIPSTEP_RESTRICT h0,
+                                               const T* SKIPSTEP_RESTRICT h1, const T* SKIPSTEP_RESTRICT h2,
+                                               const T* SKIPSTEP_RESTRICT h3, T* SKIPSTEP_RESTRICT out,
+                                               const T* SKIPSTEP_RESTRICT z, std::size_t n,
+                                               const fused_row_weights<T> c) noexcept {
+  static_assert(Reads <= 4, "fused_row_kernel: at most 4 read-only history streams");
+  for (std::size_t i = 0; i < n; ++i) {
+    const T xv = x[i], mv = m[i];
+    T v = c.sample * xv + c.model * mv;
+    if constexpr (ReadState) v += c.state * state[i];
+    if constexpr (Reads > 0) v += c.history[0] * h0[i];
+    if constexpr (Reads > 1) v += c.history[1] * h1[i];
+    if constexpr (Reads > 2) v += c.history[2] * h2[i];
+    if constexpr (Reads > 3) v += c.history[3] * h3[i];
+    if constexpr (Store == row_store::in_place) v += c.in_place * out[i];
+    if constexpr (Noise) v += c.noise * z[i];
+    // x first: in this order GCC 12 keeps x and m in registers for D instead of loading them again.
+    x[i] = v;
+    if constexpr (Store != row_store::none) out[i] = c.store_sample * xv + c.store_model * mv;
+    if constexpr (SaveState) state[i] = xv;
+  }
+}
+
+/// x0[i] ← px·x[i] + pm·m[i], i < n: x̂0 for a callback, before a fused row overwrites x (the value the general row
+/// loop computes without processing).
+template <class T>
+SKIPSTEP_KERNEL_NOINLINE void x0_kernel(const T* SKIPSTEP_RESTRICT x, const T* SKIPSTEP_RESTRICT m,
+                                        T* SKIPSTEP_RESTRICT x0, std::size_t n, T px, T pm) noexcept {
+  for (std::size_t i = 0; i < n; ++i) x0[i] = px * x[i] + pm * m[i];
+}
+
 }  // namespace skipstep::detail
 
 #undef SKIPSTEP_RESTRICT

@@ -19,6 +19,7 @@
 #include <span>
 #include <type_traits>
 
+#include "skipstep/detail/kernels.hpp"
 #include "skipstep/step/affine_step.hpp"
 #include "skipstep/step/noise_source.hpp"
 #include "skipstep/step/x0_transform.hpp"
@@ -72,12 +73,142 @@ struct solver_row {
 
 namespace detail {
 
-/// A row with extras over one range of samples (whole samples; processing per sample as in apply_step_range).
+/// Calls f(std::integral_constant<std::size_t, R>{}) for the run-time count r ≤ max_history_reads.
+template <class F>
+void with_read_count(std::size_t r, F&& f) {
+  static_assert(max_history_reads == 4, "with_read_count: extend the switch");
+  switch (r) {
+    case 0: f(std::integral_constant<std::size_t, 0>{}); break;
+    case 1: f(std::integral_constant<std::size_t, 1>{}); break;
+    case 2: f(std::integral_constant<std::size_t, 2>{}); break;
+    case 3: f(std::integral_constant<std::size_t, 3>{}); break;
+    default: f(std::integral_constant<std::size_t, 4>{}); break;
+  }
+}
+
+/// Calls f(std::true_type{}) or f(std::false_type{}).
+template <class F>
+void with_flag(bool b, F&& f) {
+  if (b)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
+}
+
+/// Calls f(std::integral_constant<row_store, s>{}).
+template <class F>
+void with_store(row_store s, F&& f) {
+  switch (s) {
+    case row_store::none: f(std::integral_constant<row_store, row_store::none>{}); break;
+    case row_store::separate: f(std::integral_constant<row_store, row_store::separate>{}); break;
+    case row_store::in_place: f(std::integral_constant<row_store, row_store::in_place>{}); break;
+  }
+}
+
+/// A fused_row_kernel instantiation.
+template <class T>
+using fused_row_fn = void (*)(T*, const T*, T*, const T*, const T*, const T*, const T*, T*, const T*, std::size_t,
+                              fused_row_weights<T>) noexcept;
+
+/// The fused_row_kernel for `reads` read-only history streams, the store and state flags, with or without noise
+/// (independent of the noise source's type, so that every source shares the same instantiations).
+template <class T, bool Noisy>
+fused_row_fn<T> select_fused_row_kernel(std::size_t reads, row_store store, bool read_state, bool save_state) {
+  fused_row_fn<T> kernel = nullptr;
+  with_read_count(reads, [&](auto r) {
+    with_store(store, [&](auto st) {
+      with_flag(read_state, [&](auto rs) {
+        with_flag(save_state, [&](auto ss) {
+          constexpr std::size_t R = decltype(r)::value;
+          constexpr row_store S = decltype(st)::value;
+          if constexpr (R + (S == row_store::in_place ? 1 : 0) <= max_history_reads)
+            kernel = &fused_row_kernel<R, S, decltype(rs)::value, decltype(ss)::value, Noisy, T>;
+        });
+      });
+    });
+  });
+  return kernel;
+}
+
+/// The row without x̂0 processing as one fused pass (fused_row_kernel): x̂0 and ε̂ are linear in (x, m), so
+///   x ← a·x + b·m + w_S·S + Σ_j w_j·H[slot_j] + σ_z·z,   D = d_a·x + d_b·m,
+/// with a = w0·px + we·ε_x + wx, b = w0·pm + we·ε_m, d_a = d_x + d_0·px, d_b = d_m + d_0·pm folded once in double
+/// (ε_x, ε_m: ε̂'s coefficients, re-derived from x̂0 with use_clipped_model_output), specialised at compile time on
+/// the number of read-only history streams, on whether D overwrites a slot the row reads, goes to another slot or
+/// nowhere, and on whether S is read and saved. x̂0 for a callback is written by a pass before (it does not change
+/// the new sample). Returns false, doing nothing, when the row needs the general loop (x̂0 processing, or a history
+/// slot read twice where one of the reads is the slot written).
+template <class T, class Noise>
+bool apply_fused_row_range(const affine_step& c, const row_extras& e, T* xs, const T* ms, T* state,
+                           T* const* history, std::size_t per_sample, const x0_processing& processing, Noise& noise,
+                           std::size_t step_index, T* x0_out, std::size_t sample_begin, std::size_t sample_end) {
+  if (processing.mode != x0_processing::kind::none) return false;
+  using noise_t = std::remove_cvref_t<Noise>;
+  constexpr bool has_noise_source = !std::is_same_v<noise_t, no_noise>;
+  const bool draw = has_noise_source && c.noise_std != 0.0;
+  T* const out = e.store_slot >= 0 ? history[e.store_slot] : nullptr;
+  std::array<const T*, max_history_reads> h{};
+  fused_row_weights<T> w{};
+  std::size_t reads = 0;
+  bool in_place = false;
+  for (std::size_t j = 0; j < e.history_reads; ++j) {
+    T* const buffer = history[e.history[j].slot];
+    if (buffer == out) {
+      if (in_place) return false;
+      in_place = true;
+      w.in_place = static_cast<T>(e.history[j].weight);
+    } else {
+      h[reads] = buffer;
+      w.history[reads++] = static_cast<T>(e.history[j].weight);
+    }
+  }
+  const double px = c.pred.x0_from_sample, pm = c.pred.x0_from_model;
+  const bool reeps = processing.use_clipped_model_output;
+  const double ex = reeps ? c.reeps_from_sample + c.reeps_from_x0 * px : c.pred.eps_from_sample;
+  const double em = reeps ? c.reeps_from_x0 * pm : c.pred.eps_from_model;
+  w.sample = static_cast<T>(c.x0_weight * px + c.eps_weight * ex + c.sample_weight);
+  w.model = static_cast<T>(c.x0_weight * pm + c.eps_weight * em);
+  w.state = static_cast<T>(e.state_weight);
+  w.store_sample = static_cast<T>(e.store_sample + e.store_x0 * px);
+  w.store_model = static_cast<T>(e.store_model + e.store_x0 * pm);
+  w.noise = static_cast<T>(c.noise_std);
+  const bool read_state = state != nullptr && e.state_weight != 0.0;
+  const bool save_state = state != nullptr && e.save_state;
+  const row_store store = out == nullptr ? row_store::none : (in_place ? row_store::in_place : row_store::separate);
+
+  const std::size_t first = sample_begin * per_sample, count = (sample_end - sample_begin) * per_sample;
+  if (x0_out != nullptr)
+    x0_kernel(xs + first, ms + first, x0_out + first, count, static_cast<T>(px), static_cast<T>(pm));
+  const auto at = [](auto* p, std::size_t k) { return p == nullptr ? p : p + k; };
+  const auto pass = [&](fused_row_fn<T> kernel, std::size_t k, std::size_t len, const T* z) {
+    kernel(xs + k, ms + k, at(state, k), at(h[0], k), at(h[1], k), at(h[2], k), at(h[3], k), at(out, k), z, len, w);
+  };
+  if (!draw) {
+    pass(select_fused_row_kernel<T, false>(reads, store, read_state, save_state), first, count, nullptr);
+  } else if constexpr (has_noise_source) {
+    const fused_row_fn<T> kernel = select_fused_row_kernel<T, true>(reads, store, read_state, save_state);
+    std::array<T, noise_block> z;
+    for (std::size_t s = sample_begin; s < sample_end; ++s)
+      for (std::size_t j = 0; j < per_sample; j += noise_block) {
+        const std::size_t len = std::min(noise_block, per_sample - j);
+        draw_noise<T>(noise, std::span<T>(z.data(), len), noise_position{s, step_index, j});
+        pass(kernel, s * per_sample + j, len, z.data());
+      }
+  }
+  return true;
+}
+
+/// A row with extras over one range of samples (whole samples; processing per sample as in apply_step_range): the
+/// fused pass without x̂0 processing (apply_fused_row_range), else the general per-element loop.
 /// `history` points at the ring's buffers (each as large as x); `state` at S. No allocation.
 template <class T, class Noise>
 void apply_row_range(const affine_step& c, const row_extras& e, T* xs, const T* ms, T* state, T* const* history,
                      std::size_t per_sample, const x0_processing& processing, Noise& noise, std::size_t step_index,
                      T* x0_out, T* scratch, std::size_t sample_begin, std::size_t sample_end) {
+  if (apply_fused_row_range(c, e, xs, ms, state, history, per_sample, processing, noise, step_index, x0_out,
+                            sample_begin, sample_end))
+    return;
+  // General form (x̂0 processing): x̂0 first, then its processing, then the combination, element by element.
   using noise_t = std::remove_cvref_t<Noise>;
   constexpr bool has_noise_source = !std::is_same_v<noise_t, no_noise>;
   const bool draw = has_noise_source && c.noise_std != 0.0;
