@@ -137,12 +137,12 @@ fused_row_fn<T> select_fused_row_kernel(std::size_t reads, row_store store, bool
 /// the number of read-only history streams, on whether D overwrites a slot the row reads, goes to another slot or
 /// nowhere, and on whether S is read and saved. x̂0 for a callback is written by a pass before (it does not change
 /// the new sample). Returns false, doing nothing, when the row needs the general loop (x̂0 processing, or a history
-/// slot read twice where one of the reads is the slot written).
+/// slot read twice where one of the reads is the slot written, or a combined new state S).
 template <class T, class Noise>
 bool apply_fused_row_range(const affine_step& c, const row_extras& e, T* xs, const T* ms, T* state,
                            T* const* history, std::size_t per_sample, const x0_processing& processing, Noise& noise,
                            std::size_t step_index, T* x0_out, std::size_t sample_begin, std::size_t sample_end) {
-  if (processing.mode != x0_processing::kind::none) return false;
+  if (processing.mode != x0_processing::kind::none || e.combine_state) return false;  // general loop
   using noise_t = std::remove_cvref_t<Noise>;
   constexpr bool has_noise_source = !std::is_same_v<noise_t, no_noise>;
   const bool draw = has_noise_source && c.noise_std != 0.0;
@@ -187,7 +187,7 @@ bool apply_fused_row_range(const affine_step& c, const row_extras& e, T* xs, con
     pass(select_fused_row_kernel<T, false>(reads, store, read_state, save_state), first, count, nullptr);
   } else if constexpr (has_noise_source) {
     const fused_row_fn<T> kernel = select_fused_row_kernel<T, true>(reads, store, read_state, save_state);
-    std::array<T, noise_block> z;
+    std::array<T, noise_block> z{};
     for (std::size_t s = sample_begin; s < sample_end; ++s)
       for (std::size_t j = 0; j < per_sample; j += noise_block) {
         const std::size_t len = std::min(noise_block, per_sample - j);
