@@ -103,9 +103,12 @@ std::string usage_text(std::string_view program) {
   s += "Grid: data sets ring2d and aniso16d; skip types uniform and quadratic; S = 10, 20, 50, 100, 1000 "
        "steps;\n";
   s += "policies eta = 0, 0.2, 0.5, 1 and sigma-hat. DDPM linear betas 1e-4..0.02, T = 1000.\n";
-  s += "Then, per data set, quality per number of model evaluations (NFE = 4, 6, 8, 10, 15, 20, 50) of DDIM, Euler,\n";
-  s += "Euler ancestral, Heun, DPM-Solver++ 2M and 3M and SDE-DPM-Solver++ 2M (uniform-t and Karras sigma grids)\n";
-  s += "and flow-matching Euler on a rectified-flow path of the same data, with each solver's NFE to twice the\n";
+  s += "Then, per data set, quality per number of model evaluations (NFE = 4, 6, 8, 10, 15, 20, 50) of DDIM, "
+       "Euler,\n";
+  s += "Euler ancestral, Heun, DPM-Solver++ 2M and 3M and SDE-DPM-Solver++ 2M (uniform-t and Karras sigma "
+       "grids)\n";
+  s += "and flow-matching Euler on a rectified-flow path of the same data, with each solver's NFE to twice "
+       "the\n";
   s += "metric's noise floor.\n\n";
   s += "options:\n";
   s += "  --quick            CI mode: N = " + std::to_string(quick_num_points) +

@@ -24,11 +24,21 @@ namespace skipstep_demo {
 std::vector<solver_spec> nfe_solvers() {
   using k = solver_kind;
   using g = level_grid;
-  return {{k::ddim, g::uniform_skip},         {k::ddim, g::quadratic_skip},  {k::euler, g::uniform_t},
-          {k::euler, g::karras},              {k::euler_ancestral, g::uniform_t}, {k::euler_ancestral, g::karras},
-          {k::heun, g::uniform_t},            {k::heun, g::karras},          {k::dpmpp_2m, g::uniform_t},
-          {k::dpmpp_2m, g::karras},           {k::dpmpp_3m, g::uniform_t},   {k::dpmpp_3m, g::karras},
-          {k::sde_dpmpp_2m, g::uniform_t},    {k::sde_dpmpp_2m, g::karras},  {k::flow_euler, g::flow}};
+  return {{k::ddim, g::uniform_skip},
+          {k::ddim, g::quadratic_skip},
+          {k::euler, g::uniform_t},
+          {k::euler, g::karras},
+          {k::euler_ancestral, g::uniform_t},
+          {k::euler_ancestral, g::karras},
+          {k::heun, g::uniform_t},
+          {k::heun, g::karras},
+          {k::dpmpp_2m, g::uniform_t},
+          {k::dpmpp_2m, g::karras},
+          {k::dpmpp_3m, g::uniform_t},
+          {k::dpmpp_3m, g::karras},
+          {k::sde_dpmpp_2m, g::uniform_t},
+          {k::sde_dpmpp_2m, g::karras},
+          {k::flow_euler, g::flow}};
 }
 
 std::string solver_label(const solver_spec& s) {
@@ -118,9 +128,10 @@ std::size_t steps_for_budget(const solver_spec& s, std::size_t nfe) {
 
 namespace {
 
-/// The exact oracle on a σ or flow grid as the sampler's predictor, its rows split over the pool: each part calls
-/// mixture_predictor::evaluate with its own workspace (allocated once here), so the output does not depend on the
-/// number of threads. Declares a double time (skipstep::takes_fractional_time), as mixture_predictor does.
+/// The exact oracle on a σ or flow grid as the sampler's predictor, its rows split over the pool: each part
+/// calls mixture_predictor::evaluate with its own workspace (allocated once here), so the output does not
+/// depend on the number of threads. Declares a double time (skipstep::takes_fractional_time), as
+/// mixture_predictor does.
 class pooled_oracle {
  public:
   using time_type = double;
@@ -147,7 +158,8 @@ class pooled_oracle {
   std::vector<std::vector<double>> workspaces_;
 };
 
-/// The σ grid of a row at N steps (VP grids from the schedule; the flow grid with diffusers' defaults, T = 1000).
+/// The σ grid of a row at N steps (VP grids from the schedule; the flow grid with diffusers' defaults, T =
+/// 1000).
 skipstep::sigma_grid make_grid(const skipstep::noise_schedule<double>& schedule, const solver_spec& s,
                                std::size_t steps) {
   if (s.grid == level_grid::flow) {
@@ -196,7 +208,9 @@ std::pair<std::size_t, double> sample_nfe_cell(const skipstep::noise_schedule<do
   options.prediction = skipstep::prediction_type::epsilon;
   if (s.kind == solver_kind::ddim) {
     const skipstep::ddim_sampler ddim(
-        schedule, make_timesteps(s.grid == level_grid::quadratic_skip ? skip_type::quadratic : skip_type::uniform, steps),
+        schedule,
+        make_timesteps(s.grid == level_grid::quadratic_skip ? skip_type::quadratic : skip_type::uniform,
+                       steps),
         skipstep::eta{0.0}, options);
     return {ddim.rows().size(), timed_sample(ddim, abar_oracle, noise, x)};
   }
@@ -266,8 +280,8 @@ const nfe_result* find_nfe(std::span<const nfe_result> results, std::size_t d, s
 }  // namespace
 
 void run_nfe_table(const std::vector<dataset>& sets, std::size_t dataset_index,
-                   const skipstep::noise_schedule<double>& schedule, std::size_t num_points, std::uint64_t seed,
-                   row_pool& pool, const std::optional<std::filesystem::path>& npy_dir,
+                   const skipstep::noise_schedule<double>& schedule, std::size_t num_points,
+                   std::uint64_t seed, row_pool& pool, const std::optional<std::filesystem::path>& npy_dir,
                    std::vector<nfe_result>& results) {
   const dataset& set = sets.at(dataset_index);
   const auto solvers = nfe_solvers();
@@ -332,8 +346,8 @@ void print_nfe_table(std::ostream& os, const dataset& set, std::size_t dataset_i
   const auto solvers = nfe_solvers();
   os << "\n"
      << set.name << ": wsw per number of model evaluations (NFE; lower is better; noise floor "
-     << format("%.4f", floor.mean) << " ± " << format("%.4f", floor.stddev) << ", 2 × floor = "
-     << format("%.4f", 2.0 * floor.mean) << ")\n";
+     << format("%.4f", floor.mean) << " ± " << format("%.4f", floor.stddev)
+     << ", 2 × floor = " << format("%.4f", 2.0 * floor.mean) << ")\n";
   os << pad_right("solver", 22) << pad_right("grid", 16);
   for (std::size_t b : nfe_budgets)
     os << pad_left(std::to_string(b), 8);
@@ -344,9 +358,9 @@ void print_nfe_table(std::ostream& os, const dataset& set, std::size_t dataset_i
       const nfe_result* r = find_nfe(results, dataset_index, si, b);
       std::string cell = "-";
       if (r)
-        cell = !std::isfinite(r->wsw) ? "inf"
-                                      : format(r->wsw < 10 ? "%.3f" : "%.1f", r->wsw) +
-                                            (r->empty_components > 0 ? "*" : "");
+        cell = !std::isfinite(r->wsw)
+                   ? "inf"
+                   : format(r->wsw < 10 ? "%.3f" : "%.1f", r->wsw) + (r->empty_components > 0 ? "*" : "");
       os << pad_left(cell, 8);
     }
     const nfe_result* first = first_below_twice_floor(results, dataset_index, si, floor);
@@ -358,9 +372,12 @@ void print_nfe_table(std::ostream& os, const dataset& set, std::size_t dataset_i
     const std::size_t n = steps_for_budget({solver_kind::heun, level_grid::uniform_t}, b);
     heun += (heun.empty() ? "" : ", ") + std::to_string(2 * n - 1);
   }
-  os << "Heun makes 2N − 1 model evaluations for N steps: its columns run N = ⌊(NFE + 1)/2⌋ steps, i.e. " << heun
-     << "\nevaluations (odd budgets exactly, even ones one under). Every other solver makes one evaluation per step.\n"
-        "\"NFE to 2×floor\": the evaluations of the first column at or below twice the floor; * = a component got no\n"
+  os << "Heun makes 2N − 1 model evaluations for N steps: its columns run N = ⌊(NFE + 1)/2⌋ steps, i.e. "
+     << heun
+     << "\nevaluations (odd budgets exactly, even ones one under). Every other solver makes one evaluation "
+        "per step.\n"
+        "\"NFE to 2×floor\": the evaluations of the first column at or below twice the floor; * = a "
+        "component got no\n"
         "samples.\n";
 }
 

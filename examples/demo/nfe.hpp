@@ -1,9 +1,10 @@
 /// @file
-/// Quality per network evaluation: every solver of skipstep (DDIM, Euler, Euler ancestral, Heun, DPM-Solver++ 2M
-/// and 3M, SDE-DPM-Solver++ 2M, flow-matching Euler) at a fixed budget of model evaluations (NFE), driven by the
-/// exact Gaussian-mixture oracle (skipstep::testing::mixture_predictor on σ and flow grids, the ā form for DDIM).
-/// Each cell builds its sampler with the library's public API, exactly as a user would, and reports the wsw of its
-/// N samples; the table adds, per solver, the smallest NFE that reaches twice the metric's noise floor.
+/// Quality per network evaluation: every solver of skipstep (DDIM, Euler, Euler ancestral, Heun, DPM-Solver++
+/// 2M and 3M, SDE-DPM-Solver++ 2M, flow-matching Euler) at a fixed budget of model evaluations (NFE), driven
+/// by the exact Gaussian-mixture oracle (skipstep::testing::mixture_predictor on σ and flow grids, the ā form
+/// for DDIM). Each cell builds its sampler with the library's public API, exactly as a user would, and
+/// reports the wsw of its N samples; the table adds, per solver, the smallest NFE that reaches twice the
+/// metric's noise floor.
 #pragma once
 
 #include <skipstep/testing/gaussian_mixture.hpp>
@@ -32,20 +33,20 @@ enum class solver_kind {
   ddim,             ///< skipstep::ddim_sampler, η = 0 (Song et al. 2021).
   euler,            ///< skipstep::euler_sampler (Karras et al. 2022, Alg. 2 without churn).
   euler_ancestral,  ///< skipstep::euler_ancestral_sampler, η = 1 (k-diffusion sample_euler_ancestral).
-  heun,             ///< skipstep::heun_sampler (Karras et al. 2022, Alg. 1): 2N − 1 evaluations for N steps.
-  dpmpp_2m,         ///< skipstep::dpm_solver_sampler, DPM-Solver++ order 2 multistep (Lu et al. 2022b).
-  dpmpp_3m,         ///< the same, order 3.
-  sde_dpmpp_2m,     ///< the same, algorithm sde_dpmsolver_pp, order 2 (stochastic).
-  flow_euler,       ///< skipstep::flow_euler_sampler on a rectified-flow path of the same data.
+  heun,          ///< skipstep::heun_sampler (Karras et al. 2022, Alg. 1): 2N − 1 evaluations for N steps.
+  dpmpp_2m,      ///< skipstep::dpm_solver_sampler, DPM-Solver++ order 2 multistep (Lu et al. 2022b).
+  dpmpp_3m,      ///< the same, order 3.
+  sde_dpmpp_2m,  ///< the same, algorithm sde_dpmsolver_pp, order 2 (stochastic).
+  flow_euler,    ///< skipstep::flow_euler_sampler on a rectified-flow path of the same data.
 };
 
 /// Where a row's levels come from.
 enum class level_grid {
   uniform_skip,    ///< DDIM: timestep_schedule::uniform(T, S), integer timesteps, final step onto ā = 1.
   quadratic_skip,  ///< DDIM: timestep_schedule::quadratic(T, S).
-  uniform_t,       ///< make_sigma_grid(schedule, N): model times linspace(0, T − 1, N), σ̃ interpolated, last 0.
-  karras,          ///< the same with sigma_spacing::karras (ρ = 7, σ̃ from the table's max to its min), last 0.
-  flow,            ///< make_flow_grid(N): s = linspace(1, 1/T, N) (shift 1), last 0; α = 1 − s, σ = s.
+  uniform_t,  ///< make_sigma_grid(schedule, N): model times linspace(0, T − 1, N), σ̃ interpolated, last 0.
+  karras,     ///< the same with sigma_spacing::karras (ρ = 7, σ̃ from the table's max to its min), last 0.
+  flow,       ///< make_flow_grid(N): s = linspace(1, 1/T, N) (shift 1), last 0; α = 1 − s, σ = s.
 };
 
 /// One row of the table.
@@ -64,9 +65,9 @@ struct solver_spec {
 /// ASCII tag used in progress lines, JSON and file names: "dpmpp2m_karras".
 [[nodiscard]] std::string solver_tag(const solver_spec& s);
 
-/// The step count a budget of `nfe` model evaluations buys: N = nfe, except Heun (2N − 1 evaluations for N steps),
-/// which gets N = ⌊(nfe + 1)/2⌋, the most steps within the budget (odd budgets exactly, even ones one evaluation
-/// under).
+/// The step count a budget of `nfe` model evaluations buys: N = nfe, except Heun (2N − 1 evaluations for N
+/// steps), which gets N = ⌊(nfe + 1)/2⌋, the most steps within the budget (odd budgets exactly, even ones one
+/// evaluation under).
 [[nodiscard]] std::size_t steps_for_budget(const solver_spec& s, std::size_t nfe);
 
 /// One cell of the table.
@@ -81,13 +82,13 @@ struct nfe_result {
   double seconds = 0.0;  ///< wall time of sampler::sample.
 };
 
-/// Samples every (solver, budget) cell of one data set from the same x_T (draw_initial_noise(seed)) and measures
-/// them; the stochastic solvers draw philox_normal(seed) at (stream b, step i) as the DDIM cells do. Progress goes
-/// to stderr (one line per cell). Results are appended to `results`; with `npy_dir` each cell's samples are written
-/// to <dataset>_nfe<budget>_<solver_tag>.npy there.
+/// Samples every (solver, budget) cell of one data set from the same x_T (draw_initial_noise(seed)) and
+/// measures them; the stochastic solvers draw philox_normal(seed) at (stream b, step i) as the DDIM cells do.
+/// Progress goes to stderr (one line per cell). Results are appended to `results`; with `npy_dir` each cell's
+/// samples are written to <dataset>_nfe<budget>_<solver_tag>.npy there.
 void run_nfe_table(const std::vector<dataset>& sets, std::size_t dataset_index,
-                   const skipstep::noise_schedule<double>& schedule, std::size_t num_points, std::uint64_t seed,
-                   row_pool& pool, const std::optional<std::filesystem::path>& npy_dir,
+                   const skipstep::noise_schedule<double>& schedule, std::size_t num_points,
+                   std::uint64_t seed, row_pool& pool, const std::optional<std::filesystem::path>& npy_dir,
                    std::vector<nfe_result>& results);
 
 /// The smallest budget (in column order) whose cell has wsw ≤ 2·floor, or nullptr when none has.

@@ -131,8 +131,10 @@ void print_header(const demo_config& c) {
             << "  metric: wsw (skipstep::testing::whitened_sliced_w2); noise floor = mean ± sd over "
             << c.floor_repeats << " sets of N true samples (std::mt19937_64 seeds seed*1000 + 1..)\n"
             << "  time: wall time of sampler::sample only (std::chrono::steady_clock)\n"
-            << "  NFE table: DDIM, Euler, Euler ancestral, Heun, DPM-Solver++ 2M/3M, SDE-DPM-Solver++ 2M on uniform-t and\n"
-            << "    Karras sigma grids (exact oracle: skipstep::testing::mixture_predictor), flow-matching Euler on the\n"
+            << "  NFE table: DDIM, Euler, Euler ancestral, Heun, DPM-Solver++ 2M/3M, SDE-DPM-Solver++ 2M on "
+               "uniform-t and\n"
+            << "    Karras sigma grids (exact oracle: skipstep::testing::mixture_predictor), flow-matching "
+               "Euler on the\n"
             << "    rectified-flow path of the same data (exact velocity); same x_T, same noise streams\n"
             << "  output directory: " << std::filesystem::absolute(c.out_dir).string() << "\n";
   if (c.npy_dir)

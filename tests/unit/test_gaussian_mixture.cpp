@@ -1,15 +1,14 @@
-// Tests of skipstep/testing/gaussian_mixture.hpp (the exact noise predictor of issue 4, its level form for any
-// Gaussian path and the predictor adaptor of the engine issue, item 6) and skipstep/testing/sliced_wasserstein.hpp
-// (the wsw metric and Φ⁻¹).
-// Every expected value comes from an independent computation: finite differences of log p_t, the
-// single-Gaussian closed form, naive density sums, bisection on std::erfc, or configurations whose W2 is
-// known analytically.
-#include "skipstep/testing/gaussian_mixture.hpp"
-#include "skipstep/testing/sliced_wasserstein.hpp"
+// Tests of skipstep/testing/gaussian_mixture.hpp (the exact noise predictor of issue 4, its level form for
+// any Gaussian path and the predictor adaptor of the engine issue, item 6) and
+// skipstep/testing/sliced_wasserstein.hpp (the wsw metric and Φ⁻¹). Every expected value comes from an
+// independent computation: finite differences of log p_t, the single-Gaussian closed form, naive density
+// sums, bisection on std::erfc, or configurations whose W2 is known analytically.
 #include "skipstep/schedule/flow_grid.hpp"
 #include "skipstep/skipstep.hpp"
 #include "skipstep/solver/dpm_solver.hpp"
 #include "skipstep/solver/euler.hpp"
+#include "skipstep/testing/gaussian_mixture.hpp"
+#include "skipstep/testing/sliced_wasserstein.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -382,8 +381,8 @@ using skipstep::prediction_type;
 constexpr prediction_type kTargets[] = {prediction_type::epsilon, prediction_type::sample, prediction_type::v,
                                         prediction_type::flow};
 
-// Levels of every kind of path: VP (α² + σ² = 1), rectified flow (α + σ = 1, including s = 1), σ-space (α = 1,
-// σ = σ̃ from 0.01 to 80) and two that belong to no named path.
+// Levels of every kind of path: VP (α² + σ² = 1), rectified flow (α + σ = 1, s from 0.002 to 0.999), σ-space
+// (α = 1, σ = σ̃ from 0.01 to 80) and two that belong to no named path.
 std::vector<level> test_levels() {
   std::vector<level> out;
   for (double a : {0.001, 0.5, 0.999})
@@ -461,7 +460,8 @@ std::vector<double> fd_gradient_at(const gaussian_mixture& g, std::vector<double
   return grad;
 }
 
-std::vector<double> predict(const gaussian_mixture& g, std::span<const double> x, level l, prediction_type t) {
+std::vector<double> predict(const gaussian_mixture& g, std::span<const double> x, level l,
+                            prediction_type t) {
   std::vector<double> out(x.size());
   g.predict_at_level(x, l, t, out);
   return out;
@@ -490,8 +490,8 @@ TEST_CASE("gaussian_mixture: level form = Tweedie's formula on any path (finite 
           v[d] = l.alpha * eps[d] - l.sigma * x0[d];
           u[d] = eps[d] - x0[d];
         }
-        // The finite difference's error in ∇ log p_t is ≈ 1e-9 of its size; x0 = (x + σ²·∇)/α multiplies it by
-        // σ²/α, so each target's tolerance is 1e-7 of the size of the terms it is formed from.
+        // The finite difference's error in ∇ log p_t is ≈ 1e-9 of its size; x0 = (x + σ²·∇)/α multiplies it
+        // by σ²/α, so each target's tolerance is 1e-7 of the size of the terms it is formed from.
         const double gmax = max_abs(grad), xmax = max_abs(x);
         const double e_scale = std::max(1.0, l.sigma * gmax);
         const double x_scale = std::max(1.0, (xmax + l.sigma * l.sigma * gmax) / l.alpha);
@@ -529,8 +529,8 @@ TEST_CASE("gaussian_mixture: alpha * x0* + sigma * eps* = x and the targets' con
         const double scale = std::max({1.0, max_abs(x), l.alpha * max_abs(x0), l.sigma * max_abs(eps)});
         for (std::size_t d = 0; d < g.dim(); ++d) {
           INFO("alpha = " << l.alpha << ", sigma = " << l.sigma << ", d = " << d);
-          // ε* and x0* come from two different sums (the component posterior means for x0*), so this is a check
-          // of both, not of an identity of the code.
+          // ε* and x0* come from two different sums (the component posterior means for x0*), so this is a
+          // check of both, not of an identity of the code.
           CHECK(std::abs(l.alpha * x0[d] + l.sigma * eps[d] - x[d]) <= 1e-13 * scale);
           CHECK(std::abs(v[d] - (l.alpha * eps[d] - l.sigma * x0[d])) <= 1e-14 * scale);
           CHECK(std::abs(u[d] - (eps[d] - x0[d])) <= 1e-14 * (1 + max_abs(eps) + max_abs(x0)));
@@ -538,13 +538,16 @@ TEST_CASE("gaussian_mixture: alpha * x0* + sigma * eps* = x and the targets' con
         // skipstep's own maps from a model output back to (x̂0, ε̂) (prediction_coefficients_on) recover ε* and
         // x0* from each target, as a sampler does
         for (prediction_type t : kTargets) {
-          if ((t == prediction_type::epsilon && l.alpha == 0) || (t == prediction_type::sample && l.sigma == 0))
+          if ((t == prediction_type::epsilon && l.alpha == 0) ||
+              (t == prediction_type::sample && l.sigma == 0))
             continue;
           const auto m = predict(g, x, l, t);
           const auto c = skipstep::prediction_coefficients_on("test", t, l);
           for (std::size_t d = 0; d < g.dim(); ++d) {
-            const double sx0 = std::max(1.0, std::abs(c.x0_from_sample * x[d]) + std::abs(c.x0_from_model * m[d]));
-            const double se = std::max(1.0, std::abs(c.eps_from_sample * x[d]) + std::abs(c.eps_from_model * m[d]));
+            const double sx0 =
+                std::max(1.0, std::abs(c.x0_from_sample * x[d]) + std::abs(c.x0_from_model * m[d]));
+            const double se =
+                std::max(1.0, std::abs(c.eps_from_sample * x[d]) + std::abs(c.eps_from_model * m[d]));
             CHECK(std::abs(c.x0_from_sample * x[d] + c.x0_from_model * m[d] - x0[d]) <= 1e-13 * sx0);
             CHECK(std::abs(c.eps_from_sample * x[d] + c.eps_from_model * m[d] - eps[d]) <= 1e-13 * se);
           }
@@ -554,7 +557,8 @@ TEST_CASE("gaussian_mixture: alpha * x0* + sigma * eps* = x and the targets' con
   }
 }
 
-TEST_CASE("gaussian_mixture: on VP levels the level form equals the abar form", "[gaussian_mixture][levels]") {
+TEST_CASE("gaussian_mixture: on VP levels the level form equals the abar form",
+          "[gaussian_mixture][levels]") {
   for (const auto& g : {gaussian_mixture::ring2d(), gaussian_mixture::aniso16d(), hetero()}) {
     for (double a : {0.0, 1e-6, 0.001, 0.1, 0.5, 0.9, 0.999, 1.0}) {
       const level l = level::from_alpha_cumprod(a);
@@ -572,7 +576,8 @@ TEST_CASE("gaussian_mixture: on VP levels the level form equals the abar form", 
   }
 }
 
-TEST_CASE("gaussian_mixture: one component at any level matches the Gaussian posterior", "[gaussian_mixture][levels]") {
+TEST_CASE("gaussian_mixture: one component at any level matches the Gaussian posterior",
+          "[gaussian_mixture][levels]") {
   const std::vector<double> mu = {0.3, -1.2, 2.0}, s = {0.1, 1.0, 3.0};
   const gaussian_mixture g(3, mu, s, {1.0});
   std::mt19937_64 gen(17);
@@ -614,7 +619,8 @@ TEST_CASE("gaussian_mixture: one component at any level matches the Gaussian pos
   }
 }
 
-TEST_CASE("gaussian_mixture: predict_batch equals the per-row form, in place too", "[gaussian_mixture][levels]") {
+TEST_CASE("gaussian_mixture: predict_batch equals the per-row form, in place too",
+          "[gaussian_mixture][levels]") {
   for (const auto& g : {gaussian_mixture::ring2d(), gaussian_mixture::aniso16d(), hetero()}) {
     const std::size_t N = 23, D = g.dim();
     std::mt19937_64 gen(8);
@@ -640,7 +646,8 @@ TEST_CASE("gaussian_mixture: predict_batch equals the per-row form, in place too
         g.predict_batch(inplace, N, l, t, inplace, ws);
         CHECK(inplace == fast);
         inplace = x;
-        g.predict_at_level(std::span<const double>(inplace).first(D), l, t, std::span<double>(inplace).first(D));
+        g.predict_at_level(std::span<const double>(inplace).first(D), l, t,
+                           std::span<double>(inplace).first(D));
         CHECK(std::vector<double>(inplace.begin(), inplace.begin() + static_cast<std::ptrdiff_t>(D)) ==
               std::vector<double>(ref.begin(), ref.begin() + static_cast<std::ptrdiff_t>(D)));
       }
@@ -648,19 +655,24 @@ TEST_CASE("gaussian_mixture: predict_batch equals the per-row form, in place too
   }
 }
 
-TEST_CASE("gaussian_mixture: level form rejects bad levels, targets and sizes", "[gaussian_mixture][levels]") {
+TEST_CASE("gaussian_mixture: level form rejects bad levels, targets and sizes",
+          "[gaussian_mixture][levels]") {
   using std::invalid_argument;
   const auto g = gaussian_mixture::ring2d();
   std::vector<double> x(2, 0.1), out(2), out3(3), ws(g.workspace_size());
   CHECK_THROWS_AS(g.predict_at_level(x, level{-0.1, 1.0}, prediction_type::epsilon, out), invalid_argument);
   CHECK_THROWS_AS(g.predict_at_level(x, level{1.0, NAN}, prediction_type::epsilon, out), invalid_argument);
-  CHECK_THROWS_AS(g.predict_at_level(x, level{INFINITY, 1.0}, prediction_type::epsilon, out), invalid_argument);
+  CHECK_THROWS_AS(g.predict_at_level(x, level{INFINITY, 1.0}, prediction_type::epsilon, out),
+                  invalid_argument);
   CHECK_THROWS_AS(g.predict_at_level(x, level{0.0, 0.0}, prediction_type::epsilon, out), invalid_argument);
-  CHECK_THROWS_AS(g.predict_at_level(x, level{0.5, 0.5}, static_cast<prediction_type>(9), out), invalid_argument);
+  CHECK_THROWS_AS(g.predict_at_level(x, level{0.5, 0.5}, static_cast<prediction_type>(9), out),
+                  invalid_argument);
   CHECK_THROWS_AS(g.predict_at_level(x, level{0.5, 0.5}, prediction_type::v, out3), invalid_argument);
-  CHECK_THROWS_WITH(g.predict_at_level(x, level{1.0, -2.5}, prediction_type::flow, out),
-                    Catch::Contains("predict_at_level") && Catch::Contains("level.sigma") && Catch::Contains("-2.5"));
-  CHECK_THROWS_AS(g.predict_batch(x, 2, level{0.5, 0.5}, prediction_type::epsilon, out, ws), invalid_argument);
+  CHECK_THROWS_WITH(
+      g.predict_at_level(x, level{1.0, -2.5}, prediction_type::flow, out),
+      Catch::Contains("predict_at_level") && Catch::Contains("level.sigma") && Catch::Contains("-2.5"));
+  CHECK_THROWS_AS(g.predict_batch(x, 2, level{0.5, 0.5}, prediction_type::epsilon, out, ws),
+                  invalid_argument);
   CHECK_THROWS_AS(g.predict_batch(x, 1, level{0.5, 0.5}, prediction_type::epsilon, out,
                                   std::span<double>(ws).first(ws.size() - 1)),
                   invalid_argument);
@@ -668,7 +680,8 @@ TEST_CASE("gaussian_mixture: level form rejects bad levels, targets and sizes", 
   CHECK_THROWS_AS(g.log_density_at_level(out3, level{1.0, 1.0}), invalid_argument);
 }
 
-TEST_CASE("grid_levels and mixture_predictor: the exact oracle as a sampler predictor", "[gaussian_mixture][levels]") {
+TEST_CASE("grid_levels and mixture_predictor: the exact oracle as a sampler predictor",
+          "[gaussian_mixture][levels]") {
   using namespace skipstep;
   using testing::grid_levels;
   using testing::mixture_predictor;
@@ -683,7 +696,8 @@ TEST_CASE("grid_levels and mixture_predictor: the exact oracle as a sampler pred
     CHECK(l.sigma / l.alpha == Approx(grid.sigmas[i]).epsilon(1e-14));
     CHECK(l.alpha * l.alpha + l.sigma * l.sigma == Approx(1.0).epsilon(1e-15));
   }
-  CHECK_THROWS_WITH(vp(grid.timesteps[3] + 0.25), Catch::Contains("grid_levels") && Catch::Contains("model time"));
+  CHECK_THROWS_WITH(vp(grid.timesteps[3] + 0.25),
+                    Catch::Contains("grid_levels") && Catch::Contains("model time"));
   const sigma_grid fgrid = make_flow_grid(9);
   const grid_levels fl = grid_levels::flow(fgrid);
   for (std::size_t i = 0; i < fgrid.size(); ++i) {
@@ -769,7 +783,8 @@ TEST_CASE("grid_levels and mixture_predictor: the exact oracle as a sampler pred
     // and a callable level map (t = s·T) gives the same as the grid's, on make_flow_grid's grid from s = 1
     std::vector<double> c = xT, e = xT;
     mixture_predictor by_grid(g, fl, prediction_type::flow);
-    mixture_predictor by_callable(g, [](double t) { return level::flow(t / 1000.0); }, prediction_type::flow);
+    mixture_predictor by_callable(
+        g, [](double t) { return level::flow(t / 1000.0); }, prediction_type::flow);
     flow_euler_sampler(fgrid).sample(by_grid, c);
     flow_euler_sampler(fgrid).sample(by_callable, e);
     CHECK(max_abs_diff(c, e) <= 1e-9 * std::max(1.0, max_abs(c)));

@@ -1,5 +1,6 @@
 /// @file
-/// @brief A diagonal Gaussian mixture with its **exact** denoiser on any Gaussian path, a test oracle for samplers.
+/// @brief A diagonal Gaussian mixture with its **exact** denoiser on any Gaussian path, a test oracle for
+/// samplers.
 ///
 /// For data x0 ~ Σ_k w_k N(μ_k, diag(s_k²)) and any Gaussian path x_t = α·x0 + σ·ε (VP: α = √ā, σ = √(1−ā);
 /// σ-space: α = 1, σ = σ̃; rectified flow: α = 1 − s, σ = s), the marginal p_t is again a Gaussian mixture:
@@ -17,9 +18,9 @@
 ///  - the VP form in terms of ā (`epsilon_at_alpha(x, a, out)`, `epsilon_batch`, `log_density`), unchanged;
 ///  - the level form for any (α, σ) (`predict_at_level(x, level, target, out)`, `predict_batch`,
 ///    `log_density_at_level`), with the target ε, x0, v or flow velocity (skipstep::prediction_type).
-/// `mixture_predictor` at the end of this file turns the level form into a sampler predictor `f(x, t, out)` taking
-/// a double (fractional) model time, mapped to a level through a σ grid (`grid_levels::vp` / `grid_levels::flow`)
-/// or any callable, so that every solver of skipstep can be driven by the exact oracle.
+/// `mixture_predictor` at the end of this file turns the level form into a sampler predictor `f(x, t, out)`
+/// taking a double (fractional) model time, mapped to a level through a σ grid (`grid_levels::vp` /
+/// `grid_levels::flow`) or any callable, so that every solver of skipstep can be driven by the exact oracle.
 #pragma once
 
 #include <algorithm>
@@ -89,9 +90,9 @@ inline std::pair<double, double> gm_box_muller(double u1, double u2) noexcept {
   return {r * std::cos(phi), r * std::sin(phi)};
 }
 
-/// The four numbers of a noise level that the mixture formulas use: v_kd = a2·s_kd² + s2, noised means a·μ_k and
-/// ε* = s·Σ_k r_k (x − a·μ_k)/v_k. The VP form passes {ā, 1 − ā, √ā, √(1 − ā)} (the values it always used, so its
-/// results are unchanged bit for bit), the level form {α², σ², α, σ}.
+/// The four numbers of a noise level that the mixture formulas use: v_kd = a2·s_kd² + s2, noised means a·μ_k
+/// and ε* = s·Σ_k r_k (x − a·μ_k)/v_k. The VP form passes {ā, 1 − ā, √ā, √(1 − ā)} (the values it always
+/// used, so its results are unchanged bit for bit), the level form {α², σ², α, σ}.
 struct gm_level_terms {
   double a2;  ///< α² (ā on the VP form).
   double s2;  ///< σ² (1 − ā on the VP form).
@@ -315,18 +316,18 @@ class gaussian_mixture {
   }
 
   /// The exact prediction at a level (α, σ) of any Gaussian path x_t = α·x0 + σ·ε, one row:
-  ///   E_d  = Σ_k r_k (x_d − α·μ_kd)/v_kd,   v_kd = α²·s_kd² + σ²,   r_k ∝ w_k Π_d N(x_d; α·μ_kd, v_kd),
-  ///   target epsilon: ε*_d = σ·E_d = −σ·∂_d log p_t(x)                                  [Tweedie's formula]
-  ///   target sample:  x0*_d = Σ_k r_k (μ_kd + α·s_kd²·(x_d − α·μ_kd)/v_kd) = (x_d + σ²·∂_d log p_t)/α
-  ///                   (the posterior mean of each component, weighted: finite at α = 0, where it is Σ_k w_k μ_k)
-  ///   target v:       v*_d = α·ε*_d − σ·x0*_d              (Salimans & Ho 2022; skipstep::prediction_type::v)
-  ///   target flow:    u*_d = ε*_d − x0*_d                  (rectified-flow velocity, Liu et al. 2023)
+  ///   E_d = Σ_k r_k (x_d − α·μ_kd)/v_kd,  v_kd = α²·s_kd² + σ²,  r_k ∝ w_k Π_d N(x_d; α·μ_kd, v_kd);
+  ///   target epsilon: ε*_d = σ·E_d = −σ·∂_d log p_t(x)                            [Tweedie's formula];
+  ///   target sample:  x0*_d = Σ_k r_k (μ_kd + α·s_kd²·(x_d − α·μ_kd)/v_kd) = (x_d + σ²·∂_d log p_t)/α,
+  ///                   the weighted component posterior means (finite at α = 0, where it is Σ_k w_k μ_k);
+  ///   target v:       v*_d = α·ε*_d − σ·x0*_d            (Salimans & Ho 2022; prediction_type::v);
+  ///   target flow:    u*_d = ε*_d − x0*_d                (rectified-flow velocity, Liu et al. 2023).
   /// Each is the MMSE estimate of its target because the targets are linear in (x0, ε). On VP levels
-  /// (α = √ā, σ = √(1 − ā)) the epsilon target equals `epsilon_at_alpha(x, ā)` to rounding (not bit for bit: α² is
-  /// not exactly ā). σ = 0 gives ε* = 0 and x0* = x/α; α = 0 gives ε* = x/σ and x0* = Σ_k w_k μ_k (to rounding).
-  /// `out` may be the same span as `x_row`, no other overlap. Allocation-free; K·D logs per row (prefer
-  /// `predict_batch` for many rows). Throws std::invalid_argument on a level that is not finite and ≥ 0, or
-  /// α = σ = 0, a target that is not a prediction_type value, or a span of the wrong size.
+  /// (α = √ā, σ = √(1 − ā)) the epsilon target equals `epsilon_at_alpha(x, ā)` to rounding (not bit for bit:
+  /// α² is not exactly ā). σ = 0 gives ε* = 0 and x0* = x/α; α = 0 gives ε* = x/σ and x0* = Σ_k w_k μ_k (to
+  /// rounding). `out` may be the same span as `x_row`, no other overlap. Allocation-free; K·D logs per row
+  /// (prefer `predict_batch` for many rows). Throws std::invalid_argument on a level that is not finite and
+  /// non-negative, or α = σ = 0, a target that is not a prediction_type value, or a span of the wrong size.
   void predict_at_level(std::span<const double> x_row, level at, prediction_type target,
                         std::span<double> out) const {
     static constexpr std::string_view fn = "gaussian_mixture::predict_at_level";
@@ -342,9 +343,9 @@ class gaussian_mixture {
     predict_at_level(x_row, at, prediction_type::epsilon, out);
   }
 
-  /// `predict_at_level` for N rows at one level: `x` and `out` are N×D row-major (`out` may be the same span as
-  /// `x`). Per-level tables (1/v_kd, α·μ_kd, log w_k − ½Σ_d log v_kd) go into the caller's `workspace`
-  /// (≥ workspace_size() doubles), then each row costs O(K·D) multiply-adds and K exps, no logs, no allocation.
+  /// `predict_at_level` for N rows at one level: `x` and `out` are N×D row-major (`out` may be the same span
+  /// as `x`). Per-level tables (1/v_kd, α·μ_kd, log w_k − ½Σ_d log v_kd) go into the caller's `workspace` (≥
+  /// workspace_size() doubles), then each row costs O(K·D) multiply-adds and K exps, no logs, no allocation.
   /// Agrees with the per-row form to rounding (≈1e-15 relative), not necessarily bit for bit. Throws as
   /// `predict_at_level`, and when the workspace is too small.
   void predict_batch(std::span<const double> x, std::size_t n, level at, prediction_type target,
@@ -374,14 +375,16 @@ class gaussian_mixture {
           e += r[k] * z;
           x0 += r[k] * (mu_[i] + t.a * s2_[i] * z);
         }
-        yr[d] = detail::gm_combine(target, t, e, x0);  // reads xr[d'] only for d' >= d afterwards: out == x is safe
+        // reads xr[d'] only for d' >= d afterwards: out == x is safe
+        yr[d] = detail::gm_combine(target, t, e, x0);
       }
     }
   }
 
-  /// log p_t(x) of the mixture noised to level (α, σ):
-  ///   log Σ_k w_k N(x; α·μ_k, diag(v_k)) = LSE_k[log w_k − ½Σ_d((x_d − α·μ_kd)²/v_kd + log v_kd)] − (D/2)·log 2π,
-  /// v_kd = α²·s_kd² + σ². At (√ā, √(1 − ā)) it is `log_density(x, ā)` to rounding. Throws as `predict_at_level`.
+  /// log p_t(x) of the mixture noised to level (α, σ), v_kd = α²·s_kd² + σ²:
+  ///   log Σ_k w_k N(x; α·μ_k, diag(v_k))
+  ///     = LSE_k[log w_k − ½Σ_d((x_d − α·μ_kd)²/v_kd + log v_kd)] − (D/2)·log 2π.
+  /// At (√ā, √(1 − ā)) it is `log_density(x, ā)` to rounding. Throws as `predict_at_level`.
   [[nodiscard]] double log_density_at_level(std::span<const double> x_row, level at) const {
     static constexpr std::string_view fn = "gaussian_mixture::log_density_at_level";
     check_level(fn, at);
@@ -642,7 +645,8 @@ class gaussian_mixture {
       detail::gm_fail(fn, "level.alpha must be finite and >= 0 (got " + detail::gm_format(at.alpha) + ")");
     if (!(at.sigma >= 0.0) || !std::isfinite(at.sigma))
       detail::gm_fail(fn, "level.sigma must be finite and >= 0 (got " + detail::gm_format(at.sigma) + ")");
-    if (at.alpha == 0.0 && at.sigma == 0.0) detail::gm_fail(fn, "level must not have alpha = sigma = 0");
+    if (at.alpha == 0.0 && at.sigma == 0.0)
+      detail::gm_fail(fn, "level must not have alpha = sigma = 0");
   }
 
   static void check_target(std::string_view fn, prediction_type target) {
@@ -653,8 +657,8 @@ class gaussian_mixture {
       case prediction_type::flow:
         return;
     }
-    detail::gm_fail(fn, "target must be a prediction_type value (got " +
-                            std::to_string(static_cast<int>(target)) + ")");
+    detail::gm_fail(
+        fn, "target must be a prediction_type value (got " + std::to_string(static_cast<int>(target)) + ")");
   }
 
   void check_workspace(std::string_view fn, std::span<double> workspace) const {
@@ -666,7 +670,8 @@ class gaussian_mixture {
   }
 
   /// The per-level tables of the batch forms: inv_v = 1/v_kd, smu = α·μ_kd, c_k = log w_k − ½Σ_d log v_kd.
-  void fill_level_tables(const detail::gm_level_terms& t, double* inv_v, double* smu, double* c) const noexcept {
+  void fill_level_tables(const detail::gm_level_terms& t, double* inv_v, double* smu,
+                         double* c) const noexcept {
     for (std::size_t k = 0; k < k_; ++k) {
       double logv = 0.0;
       for (std::size_t d = 0; d < dim_; ++d) {
@@ -721,16 +726,18 @@ class gaussian_mixture {
         e += r[k] * z;
         x0 += r[k] * (mu_[i] + t.a * s2_[i] * z);
       }
-      out[d] = detail::gm_combine(target, t, e, x0);  // x[d'] for d' > d is not yet overwritten: out == x is safe
+      // x[d'] for d' > d is not yet overwritten: out == x is safe
+      out[d] = detail::gm_combine(target, t, e, x0);
     }
   }
 };
 
 /// The level of each model time of a σ grid, for `mixture_predictor`: t_i = grid.timesteps[i] ↦ the level of
-/// grid.sigmas[i]. On a VP grid (make_sigma_grid) that is α = 1/√(1 + σ̃_i²), σ = σ̃_i·α (level::from_sigma_tilde),
-/// on a flow grid (make_flow_grid) α = 1 − s_i, σ = s_i (level::flow). Every σ-grid solver of skipstep (Euler,
-/// Euler ancestral, Heun, DPM-Solver, flow Euler) evaluates its model only at the grid's own model times, so the
-/// map is exact: no interpolation of a training table is involved. The grid is copied.
+/// grid.sigmas[i]. On a VP grid (make_sigma_grid) that is α = 1/√(1 + σ̃_i²), σ = σ̃_i·α
+/// (level::from_sigma_tilde), on a flow grid (make_flow_grid) α = 1 − s_i, σ = s_i (level::flow). Every
+/// σ-grid solver of skipstep (Euler, Euler ancestral, Heun, DPM-Solver, flow Euler) evaluates its model only
+/// at the grid's own model times, so the map is exact: no interpolation of a training table is involved. The
+/// grid is copied.
 class grid_levels {
  public:
   /// The levels of a VP σ grid. Throws std::invalid_argument for an invalid grid (validate_sigma_grid) or two
@@ -738,7 +745,8 @@ class grid_levels {
   [[nodiscard]] static grid_levels vp(const sigma_grid& grid) {
     validate_sigma_grid("skipstep::testing::grid_levels::vp", grid);
     grid_levels g;
-    for (std::size_t i = 0; i < grid.size(); ++i) g.add(grid.timesteps[i], level::from_sigma_tilde(grid.sigmas[i]));
+    for (std::size_t i = 0; i < grid.size(); ++i)
+      g.add(grid.timesteps[i], level::from_sigma_tilde(grid.sigmas[i]));
     return g;
   }
 
@@ -748,14 +756,15 @@ class grid_levels {
     static constexpr std::string_view fn = "grid_levels::flow";
     if (grid.timesteps.empty() || grid.sigmas.size() != grid.timesteps.size() + 1)
       detail::gm_fail(fn, "grid must have N >= 1 model times and N + 1 levels (got " +
-                              std::to_string(grid.timesteps.size()) + " and " + std::to_string(grid.sigmas.size()) +
-                              ")");
+                              std::to_string(grid.timesteps.size()) + " and " +
+                              std::to_string(grid.sigmas.size()) + ")");
     grid_levels g;
     for (std::size_t i = 0; i < grid.size(); ++i) {
       const double s = grid.sigmas[i];
       if (!(s >= 0.0 && s <= 1.0) || !std::isfinite(grid.timesteps[i]))
-        detail::gm_fail(fn, "grid level " + std::to_string(i) + " must be in [0, 1] with a finite model time (got " +
-                                detail::gm_format(s) + " at t = " + detail::gm_format(grid.timesteps[i]) + ")");
+        detail::gm_fail(fn, "grid level " + std::to_string(i) +
+                                " must be in [0, 1] with a finite model time (got " + detail::gm_format(s) +
+                                " at t = " + detail::gm_format(grid.timesteps[i]) + ")");
       g.add(grid.timesteps[i], level::flow(s));
     }
     return g;
@@ -764,7 +773,8 @@ class grid_levels {
   /// The level of model time t. Throws std::invalid_argument if t is not one of the grid's model times.
   [[nodiscard]] level operator()(double t) const {
     for (std::size_t i = 0; i < times_.size(); ++i)
-      if (times_[i] == t) return levels_[i];
+      if (times_[i] == t)
+        return levels_[i];
     detail::gm_fail("grid_levels", "model time t = " + detail::gm_format(t) +
                                        " is not one of the grid's model times (a solver on another grid?)");
   }
@@ -775,10 +785,11 @@ class grid_levels {
  private:
   void add(double t, level l) {
     for (std::size_t i = 0; i < times_.size(); ++i) {
-      if (times_[i] != t) continue;
+      if (times_[i] != t)
+        continue;
       if (levels_[i].alpha != l.alpha || levels_[i].sigma != l.sigma)
-        detail::gm_fail("grid_levels", "model time t = " + detail::gm_format(t) +
-                                           " appears twice with different levels");
+        detail::gm_fail("grid_levels",
+                        "model time t = " + detail::gm_format(t) + " appears twice with different levels");
       return;
     }
     times_.push_back(t);
@@ -793,19 +804,19 @@ class grid_levels {
 /// `[&](double t) { return level::from_alpha_cumprod(schedule.alpha_cumprod(std::size_t(t))); }`).
 template <class F>
 concept LevelMap = std::copy_constructible<F> && std::invocable<const F&, double> &&
-                   std::convertible_to<std::invoke_result_t<const F&, double>, level>;
+    std::convertible_to<std::invoke_result_t<const F&, double>, level>;
 
-/// The exact oracle as a skipstep predictor `f(x, t, out)` taking a double model time (takes_fractional_time is
-/// true: it declares `time_type = double`): out = the mixture's `target` prediction (ε*, x0*, v* or the flow
-/// velocity u*, see gaussian_mixture::predict_at_level) at level `level_of(t)`, for every row of x (N×D, double).
-/// Give it the prediction type the sampler is built with:
+/// The exact oracle as a skipstep predictor `f(x, t, out)` taking a double model time (takes_fractional_time
+/// is true: it declares `time_type = double`): out = the mixture's `target` prediction (ε*, x0*, v* or the
+/// flow velocity u*, see gaussian_mixture::predict_at_level) at level `level_of(t)`, for every row of x (N×D,
+/// double). Give it the prediction type the sampler is built with:
 ///   mixture_predictor oracle(g, grid_levels::vp(grid), prediction_type::epsilon);
 ///   euler_sampler(grid).sample(oracle, x);                              // any σ-grid solver
 ///   mixture_predictor flow(g, grid_levels::flow(fgrid), prediction_type::flow);
 ///   flow_euler_sampler(fgrid).sample(flow, x);
-/// The call operator uses a workspace owned by the predictor (allocated once here, so sampling does not allocate)
-/// and is not for concurrent calls on one object; `evaluate` with the caller's workspace is const and thread-safe
-/// (split rows over threads with it). The mixture must outlive the predictor.
+/// The call operator uses a workspace owned by the predictor (allocated once here, so sampling does not
+/// allocate) and is not for concurrent calls on one object; `evaluate` with the caller's workspace is const
+/// and thread-safe (split rows over threads with it). The mixture must outlive the predictor.
 template <LevelMap LevelOf>
 class mixture_predictor {
  public:
@@ -813,7 +824,10 @@ class mixture_predictor {
 
   /// Throws std::invalid_argument if `target` is not a prediction_type value.
   mixture_predictor(const gaussian_mixture& mixture, LevelOf level_of, prediction_type target)
-      : mixture_(&mixture), level_of_(std::move(level_of)), target_(target), workspace_(mixture.workspace_size()) {
+      : mixture_(&mixture),
+        level_of_(std::move(level_of)),
+        target_(target),
+        workspace_(mixture.workspace_size()) {
     switch (target) {
       case prediction_type::epsilon:
       case prediction_type::sample:
@@ -832,9 +846,11 @@ class mixture_predictor {
   /// The mixture.
   [[nodiscard]] const gaussian_mixture& mixture() const noexcept { return *mixture_; }
 
-  /// out = target prediction at level_of(t) for the rows of x (x.size() a multiple of D, out the same size; out may
-  /// be x), with the caller's workspace (≥ mixture().workspace_size() doubles): gaussian_mixture::predict_batch.
-  void evaluate(std::span<const double> x, double t, std::span<double> out, std::span<double> workspace) const {
+  /// out = target prediction at level_of(t) for the rows of x (x.size() a multiple of D, out the same size;
+  /// out may be x), with the caller's workspace (≥ mixture().workspace_size() doubles):
+  /// gaussian_mixture::predict_batch.
+  void evaluate(std::span<const double> x, double t, std::span<double> out,
+                std::span<double> workspace) const {
     const std::size_t dim = mixture_->dim();
     if (x.size() % dim != 0)
       detail::gm_fail("mixture_predictor", "x must hold whole rows of dim() = " + std::to_string(dim) +
@@ -845,8 +861,9 @@ class mixture_predictor {
   /// The sampler's call: `evaluate` on all of x with the predictor's own workspace.
   template <ReadableTensor X>
   void operator()(const X& x, double t, std::span<double> out) {
-    static_assert(std::same_as<tensor_value_t<X>, double>,
-                  "skipstep::testing::mixture_predictor: the oracle computes in double; sample double tensors");
+    static_assert(
+        std::same_as<tensor_value_t<X>, double>,
+        "skipstep::testing::mixture_predictor: the oracle computes in double; sample double tensors");
     evaluate(elements(x), t, out, workspace_);
   }
 
