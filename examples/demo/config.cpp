@@ -102,7 +102,14 @@ std::string usage_text(std::string_view program) {
   s += "Table 1 experiment, Song et al. 2021, \"Denoising Diffusion Implicit Models\").\n";
   s += "Grid: data sets ring2d and aniso16d; skip types uniform and quadratic; S = 10, 20, 50, 100, 1000 "
        "steps;\n";
-  s += "policies eta = 0, 0.2, 0.5, 1 and sigma-hat. DDPM linear betas 1e-4..0.02, T = 1000.\n\n";
+  s += "policies eta = 0, 0.2, 0.5, 1 and sigma-hat. DDPM linear betas 1e-4..0.02, T = 1000.\n";
+  s += "Then, per data set, quality per number of model evaluations (NFE = 4, 6, 8, 10, 15, 20, 50) of DDIM, "
+       "Euler,\n";
+  s += "Euler ancestral, Heun, DPM-Solver++ 2M and 3M and SDE-DPM-Solver++ 2M (uniform-t and Karras sigma "
+       "grids)\n";
+  s += "and flow-matching Euler on a rectified-flow path of the same data, with each solver's NFE to twice "
+       "the\n";
+  s += "metric's noise floor.\n\n";
   s += "options:\n";
   s += "  --quick            CI mode: N = " + std::to_string(quick_num_points) +
        " points per cell (all cells kept)\n";
@@ -119,7 +126,8 @@ std::string usage_text(std::string_view program) {
   s += "  --dump-npy DIR     also write every cell's samples to DIR/<dataset>_<skip>_S<S>_<policy>.npy, "
        "policy =\n";
   s += "                     eta<η> (η printed shortest, e.g. eta0, eta0.2, eta1) or sigmahat; N x D "
-       "float64\n";
+       "float64;\n";
+  s += "                     the NFE table's cells to DIR/<dataset>_nfe<NFE>_<solver>.npy\n";
   s += "  --no-figure        skip the ring2d figure\n";
   s += "  --help             this text\n\n";
   s += "Randomness: x_T row b = philox_normal(seed) at (stream b, step 4294967295), a step index the sampler "

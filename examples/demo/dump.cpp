@@ -31,6 +31,19 @@ void write_cell_npy(const std::filesystem::path& dir, const std::vector<dataset>
     throw std::runtime_error("skipstep_demo: could not write " + path.string());
 }
 
+std::string nfe_npy_file_name(const std::vector<dataset>& sets, const nfe_result& r) {
+  return sets.at(r.dataset_index).name + "_nfe" + std::to_string(r.budget) + "_" +
+         solver_tag(nfe_solvers().at(r.solver_index)) + ".npy";
+}
+
+void write_nfe_npy(const std::filesystem::path& dir, const std::vector<dataset>& sets, const nfe_result& r,
+                   const sample_tensor& samples) {
+  const std::filesystem::path path = dir / nfe_npy_file_name(sets, r);
+  xt::dump_npy(path.string(), samples);
+  if (!std::filesystem::exists(path))
+    throw std::runtime_error("skipstep_demo: could not write " + path.string());
+}
+
 namespace {
 
 /// A finite double, or null.
@@ -55,6 +68,7 @@ nlohmann::json parameters_json(const demo_config& c) {
         {"beta_start", 1e-4},
         {"beta_end", 0.02}}},
       {"step_counts", step_counts},
+      {"nfe_budgets", nfe_budgets},
       {"skip_types", {"uniform", "quadratic"}},
       {"policies", policies},
       {"prediction", "epsilon"},
@@ -91,11 +105,27 @@ nlohmann::json cell_json(const std::vector<dataset>& sets, const cell_result& r)
           {"npy", npy_file_name(sets, r.cell)}};
 }
 
+/// One cell of the NFE table.
+nlohmann::json nfe_json(const std::vector<dataset>& sets, const nfe_result& r) {
+  const solver_spec s = nfe_solvers().at(r.solver_index);
+  return {{"dataset", sets.at(r.dataset_index).name},
+          {"solver", solver_tag(s)},
+          {"label", solver_label(s) + ", " + grid_label(s)},
+          {"nfe_budget", r.budget},
+          {"nfe", r.nfe},
+          {"steps", r.steps},
+          {"wsw", number_or_null(r.wsw)},
+          {"empty_components", r.empty_components},
+          {"seconds", r.seconds},
+          {"npy", nfe_npy_file_name(sets, r)}};
+}
+
 }  // namespace
 
 void write_results_json(const std::filesystem::path& path, const demo_config& config,
                         const std::vector<dataset>& sets, std::span<const noise_floor> floors,
-                        std::span<const cell_result> results, double total_seconds) {
+                        std::span<const cell_result> results, std::span<const nfe_result> nfe_results,
+                        double total_seconds) {
   nlohmann::json j;
   j["program"] = "skipstep_demo";
   j["skipstep_version"] = skipstep::version_string;
@@ -105,6 +135,16 @@ void write_results_json(const std::filesystem::path& path, const demo_config& co
   j["cells"] = nlohmann::json::array();
   for (const auto& r : results)
     j["cells"].push_back(cell_json(sets, r));
+  j["nfe_cells"] = nlohmann::json::array();
+  for (const auto& r : nfe_results)
+    j["nfe_cells"].push_back(nfe_json(sets, r));
+  const auto solvers = nfe_solvers();
+  for (std::size_t d = 0; d < sets.size(); ++d)
+    for (std::size_t si = 0; si < solvers.size(); ++si) {
+      const nfe_result* first = first_below_twice_floor(nfe_results, d, si, floors[d]);
+      j["nfe_to_twice_floor"][sets[d].name][solver_tag(solvers[si])] =
+          first ? nlohmann::json(first->nfe) : nlohmann::json(nullptr);
+    }
   j["total_seconds"] = total_seconds;
   std::ofstream out(path);
   out << j.dump(2) << '\n';

@@ -20,6 +20,7 @@
 #include "figure.hpp"
 #include "grid.hpp"
 #include "metrics.hpp"
+#include "nfe.hpp"
 #include "row_pool.hpp"
 
 namespace skipstep_demo {
@@ -35,6 +36,7 @@ struct run_state {
   row_pool pool;
   std::vector<noise_floor> floors;
   std::vector<cell_result> results;
+  std::vector<nfe_result> nfe_results;
   figure_builder figure;
   std::size_t cells_done = 0;
   std::size_t cells_total = 0;
@@ -109,13 +111,17 @@ void run_dataset(run_state& st, std::size_t d) {
   for (skip_type skip : skip_types)
     print_tables(std::cout, set, d, skip, st.results, st.floors.back());
   std::cout << std::flush;
+  run_nfe_table(st.sets, d, st.schedule, st.config.num_points, st.config.seed, st.pool, st.config.npy_dir,
+                st.nfe_results);
+  print_nfe_table(std::cout, set, d, st.nfe_results, st.floors.back());
+  std::cout << std::flush;
 }
 
 /// The run's parameters, printed first.
 void print_header(const demo_config& c) {
   std::cout << "skipstep " << skipstep::version_string
             << " demo: DDIM's speed/quality trade-off with an exact noise"
-            << " predictor\n"
+            << " predictor, and every solver's quality per model evaluation\n"
             << "  schedule: DDPM linear betas 1e-4..0.02, T = " << num_train_timesteps
             << "; final step onto abar = 1 (x0-hat, no noise)\n"
             << "  N = " << c.num_points << " points per cell" << (c.quick ? " (--quick)" : "") << ", seed "
@@ -125,14 +131,22 @@ void print_header(const demo_config& c) {
             << "  metric: wsw (skipstep::testing::whitened_sliced_w2); noise floor = mean ± sd over "
             << c.floor_repeats << " sets of N true samples (std::mt19937_64 seeds seed*1000 + 1..)\n"
             << "  time: wall time of sampler::sample only (std::chrono::steady_clock)\n"
+            << "  NFE table: DDIM, Euler, Euler ancestral, Heun, DPM-Solver++ 2M/3M, SDE-DPM-Solver++ 2M on "
+               "uniform-t and\n"
+            << "    Karras sigma grids (exact oracle: skipstep::testing::mixture_predictor), flow-matching "
+               "Euler on the\n"
+            << "    rectified-flow path of the same data (exact velocity); same x_T, same noise streams\n"
             << "  output directory: " << std::filesystem::absolute(c.out_dir).string() << "\n";
   if (c.npy_dir)
     std::cout << "  npy directory: " << std::filesystem::absolute(*c.npy_dir).string() << "\n";
 }
 
 /// True when some cell produced non-finite samples.
-bool any_diverged(const std::vector<cell_result>& results) {
+bool any_diverged(const std::vector<cell_result>& results, const std::vector<nfe_result>& nfe_results) {
   for (const auto& r : results)
+    if (!std::isfinite(r.wsw))
+      return true;
+  for (const auto& r : nfe_results)
     if (!std::isfinite(r.wsw))
       return true;
   return false;
@@ -157,17 +171,17 @@ int run_demo(const demo_config& config) {
     png = st.figure.write(config.out_dir);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const std::filesystem::path json = config.out_dir / "results.json";
-  write_results_json(json, config, st.sets, st.floors, st.results, total);
+  write_results_json(json, config, st.sets, st.floors, st.results, st.nfe_results, total);
   // Where each file went, with absolute paths (the default --out directory is inside the build tree).
   std::cout << "\nwrote " << std::filesystem::absolute(json).string() << "\n";
   if (png)
     std::cout << "wrote " << std::filesystem::absolute(*png).string()
               << " (the figure; its gnuplot script and data are beside it)\n";
   if (config.npy_dir)
-    std::cout << "wrote " << st.results.size() << " .npy files (one per cell) to "
+    std::cout << "wrote " << st.results.size() + st.nfe_results.size() << " .npy files (one per cell) to "
               << std::filesystem::absolute(*config.npy_dir).string() << "\n";
   std::printf("total wall time %.1f s\n", total);
-  if (any_diverged(st.results)) {
+  if (any_diverged(st.results, st.nfe_results)) {
     std::cerr << "skipstep_demo: some cells produced non-finite samples (wsw = inf)\n";
     return 1;
   }

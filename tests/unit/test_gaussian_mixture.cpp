@@ -1,8 +1,12 @@
-// Tests of skipstep/testing/gaussian_mixture.hpp (the exact noise predictor of issue 4) and
-// skipstep/testing/sliced_wasserstein.hpp (the wsw metric and Φ⁻¹).
-// Every expected value comes from an independent computation: finite differences of log p_t, the
-// single-Gaussian closed form, naive density sums, bisection on std::erfc, or configurations whose W2 is
-// known analytically.
+// Tests of skipstep/testing/gaussian_mixture.hpp (the exact noise predictor of issue 4, its level form for
+// any Gaussian path and the predictor adaptor of the engine issue, item 6) and
+// skipstep/testing/sliced_wasserstein.hpp (the wsw metric and Φ⁻¹). Every expected value comes from an
+// independent computation: finite differences of log p_t, the single-Gaussian closed form, naive density
+// sums, bisection on std::erfc, or configurations whose W2 is known analytically.
+#include "skipstep/schedule/flow_grid.hpp"
+#include "skipstep/skipstep.hpp"
+#include "skipstep/solver/dpm_solver.hpp"
+#include "skipstep/solver/euler.hpp"
 #include "skipstep/testing/gaussian_mixture.hpp"
 #include "skipstep/testing/sliced_wasserstein.hpp"
 
@@ -362,6 +366,429 @@ TEST_CASE("gaussian_mixture: invalid input throws std::invalid_argument", "[gaus
   CHECK_THROWS_AS(g.mean(8), invalid_argument);
   std::mt19937_64 gen(1);
   CHECK_THROWS_AS(g.sample(gen, std::span<double>(out3)), invalid_argument);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The level form: any Gaussian path x_t = α·x0 + σ·ε, targets ε / x0 / v / flow velocity, and the predictor
+// adaptor that drives the σ-grid solvers
+// ---------------------------------------------------------------------------------------------------------------
+
+namespace {
+
+using skipstep::level;
+using skipstep::prediction_type;
+
+constexpr prediction_type kTargets[] = {prediction_type::epsilon, prediction_type::sample, prediction_type::v,
+                                        prediction_type::flow};
+
+// Levels of every kind of path: VP (α² + σ² = 1), rectified flow (α + σ = 1, s from 0.002 to 0.999), σ-space
+// (α = 1, σ = σ̃ from 0.01 to 80) and two that belong to no named path.
+std::vector<level> test_levels() {
+  std::vector<level> out;
+  for (double a : {0.001, 0.5, 0.999})
+    out.push_back(level::from_alpha_cumprod(a));
+  for (double s : {0.999, 0.5, 0.05, 0.002})
+    out.push_back(level::flow(s));
+  for (double st : {80.0, 1.0, 0.01})
+    out.push_back(level{1.0, st});
+  out.push_back(level{0.3, 2.0});
+  out.push_back(level{2.5, 0.4});
+  return out;
+}
+
+// log N(x; α·μ_k, diag(α²·s_k² + σ²)), written out independently of the class.
+double component_log_pdf_at(const gaussian_mixture& g, std::size_t k, std::span<const double> x, level l) {
+  double lp = 0.0;
+  for (std::size_t d = 0; d < g.dim(); ++d) {
+    const double s = g.stddev(k)[d];
+    const double v = l.alpha * l.alpha * s * s + l.sigma * l.sigma;
+    const double e = x[d] - l.alpha * g.mean(k)[d];
+    lp += -0.5 * e * e / v - 0.5 * std::log(2.0 * std::numbers::pi * v);
+  }
+  return lp;
+}
+
+// Points at level l: x = α·x0 + σ·n for true x0, plus points between two noised component means where their
+// responsibilities are equal (as test_points, at a level).
+std::vector<std::vector<double>> level_points(const gaussian_mixture& g, level l, std::uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  std::normal_distribution<double> normal;
+  const std::size_t D = g.dim();
+  std::vector<std::vector<double>> pts;
+  const auto x0 = g.sample(gen, 6);
+  for (std::size_t i = 0; i < 6; ++i) {
+    std::vector<double> x(D);
+    for (std::size_t d = 0; d < D; ++d)
+      x[d] = l.alpha * x0[i * D + d] + l.sigma * normal(gen);
+    pts.push_back(x);
+  }
+  for (std::size_t k = 0; k + 1 < g.num_components() && k < 3; ++k) {
+    auto at = [&](double t) {
+      std::vector<double> x(D);
+      for (std::size_t d = 0; d < D; ++d)
+        x[d] = l.alpha * ((1 - t) * g.mean(k)[d] + t * g.mean(k + 1)[d]) + 0.01 * l.sigma;
+      return x;
+    };
+    auto diff = [&](double t) {
+      const auto x = at(t);
+      return std::log(g.weight(k)) + component_log_pdf_at(g, k, x, l) - std::log(g.weight(k + 1)) -
+             component_log_pdf_at(g, k + 1, x, l);
+    };
+    double lo = 0.0, hi = 1.0;
+    for (int it = 0; it < 200 && diff(lo) > 0 && diff(hi) < 0; ++it) {
+      const double mid = 0.5 * (lo + hi);
+      (diff(mid) > 0 ? lo : hi) = mid;
+    }
+    pts.push_back(at(0.5 * (lo + hi)));
+  }
+  return pts;
+}
+
+// ∇ log p_t at level l by the 5-point central difference of log_density_at_level.
+std::vector<double> fd_gradient_at(const gaussian_mixture& g, std::vector<double> x, level l, double h) {
+  std::vector<double> grad(x.size());
+  for (std::size_t d = 0; d < x.size(); ++d) {
+    const double x0 = x[d];
+    auto f = [&](double dx) {
+      x[d] = x0 + dx;
+      const double r = g.log_density_at_level(x, l);
+      x[d] = x0;
+      return r;
+    };
+    grad[d] = (f(-2 * h) - 8 * f(-h) + 8 * f(h) - f(2 * h)) / (12 * h);
+  }
+  return grad;
+}
+
+std::vector<double> predict(const gaussian_mixture& g, std::span<const double> x, level l,
+                            prediction_type t) {
+  std::vector<double> out(x.size());
+  g.predict_at_level(x, l, t, out);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("gaussian_mixture: level form = Tweedie's formula on any path (finite differences of log p_t)",
+          "[gaussian_mixture][levels]") {
+  double worst = 0.0;
+  for (const auto& g : {gaussian_mixture::ring2d(), gaussian_mixture::aniso16d(), hetero()}) {
+    double smin2 = 1.0;
+    for (std::size_t k = 0; k < g.num_components(); ++k)
+      for (double s : g.stddev(k))
+        smin2 = std::min(smin2, s * s);
+    for (const level l : test_levels()) {
+      const double h = 1e-4 * std::sqrt(l.alpha * l.alpha * smin2 + l.sigma * l.sigma);
+      for (const auto& x : level_points(g, l, 42)) {
+        // Tweedie: ∇ log p_t = −E[ε|x]/σ and E[x0|x] = (x + σ²∇ log p_t)/α; v and u are linear in both.
+        const auto grad = fd_gradient_at(g, x, l, h);
+        const std::size_t D = g.dim();
+        std::vector<double> eps(D), x0(D), v(D), u(D);
+        for (std::size_t d = 0; d < D; ++d) {
+          eps[d] = -l.sigma * grad[d];
+          x0[d] = (x[d] + l.sigma * l.sigma * grad[d]) / l.alpha;
+          v[d] = l.alpha * eps[d] - l.sigma * x0[d];
+          u[d] = eps[d] - x0[d];
+        }
+        // The finite difference's error in ∇ log p_t is ≈ 1e-9 of its size; x0 = (x + σ²·∇)/α multiplies it
+        // by σ²/α, so each target's tolerance is 1e-7 of the size of the terms it is formed from.
+        const double gmax = max_abs(grad), xmax = max_abs(x);
+        const double e_scale = std::max(1.0, l.sigma * gmax);
+        const double x_scale = std::max(1.0, (xmax + l.sigma * l.sigma * gmax) / l.alpha);
+        const struct {
+          prediction_type t;
+          const std::vector<double>& fd;
+          double scale;
+        } cases[] = {{prediction_type::epsilon, eps, e_scale},
+                     {prediction_type::sample, x0, x_scale},
+                     {prediction_type::v, v, l.alpha * e_scale + l.sigma * x_scale},
+                     {prediction_type::flow, u, e_scale + x_scale}};
+        for (const auto& c : cases) {
+          const auto got = predict(g, x, l, c.t);
+          const double err = max_abs_diff(got, c.fd) / c.scale;
+          worst = std::max(worst, err);
+          INFO("D = " << D << ", alpha = " << l.alpha << ", sigma = " << l.sigma << ", target "
+                      << static_cast<int>(c.t) << ", relative err = " << err);
+          CHECK(err <= 1e-7);
+        }
+      }
+    }
+  }
+  WARN("level form vs finite differences: worst relative error " << worst);
+}
+
+TEST_CASE("gaussian_mixture: alpha * x0* + sigma * eps* = x and the targets' conversions",
+          "[gaussian_mixture][levels]") {
+  for (const auto& g : {gaussian_mixture::ring2d(), gaussian_mixture::aniso16d(), hetero()}) {
+    for (const level l : test_levels()) {
+      for (const auto& x : level_points(g, l, 7)) {
+        const auto eps = predict(g, x, l, prediction_type::epsilon);
+        const auto x0 = predict(g, x, l, prediction_type::sample);
+        const auto v = predict(g, x, l, prediction_type::v);
+        const auto u = predict(g, x, l, prediction_type::flow);
+        const double scale = std::max({1.0, max_abs(x), l.alpha * max_abs(x0), l.sigma * max_abs(eps)});
+        for (std::size_t d = 0; d < g.dim(); ++d) {
+          INFO("alpha = " << l.alpha << ", sigma = " << l.sigma << ", d = " << d);
+          // ε* and x0* come from two different sums (the component posterior means for x0*), so this is a
+          // check of both, not of an identity of the code.
+          CHECK(std::abs(l.alpha * x0[d] + l.sigma * eps[d] - x[d]) <= 1e-13 * scale);
+          CHECK(std::abs(v[d] - (l.alpha * eps[d] - l.sigma * x0[d])) <= 1e-14 * scale);
+          CHECK(std::abs(u[d] - (eps[d] - x0[d])) <= 1e-14 * (1 + max_abs(eps) + max_abs(x0)));
+        }
+        // skipstep's own maps from a model output back to (x̂0, ε̂) (prediction_coefficients_on) recover ε* and
+        // x0* from each target, as a sampler does
+        for (prediction_type t : kTargets) {
+          if ((t == prediction_type::epsilon && l.alpha == 0) ||
+              (t == prediction_type::sample && l.sigma == 0))
+            continue;
+          const auto m = predict(g, x, l, t);
+          const auto c = skipstep::prediction_coefficients_on("test", t, l);
+          for (std::size_t d = 0; d < g.dim(); ++d) {
+            const double sx0 =
+                std::max(1.0, std::abs(c.x0_from_sample * x[d]) + std::abs(c.x0_from_model * m[d]));
+            const double se =
+                std::max(1.0, std::abs(c.eps_from_sample * x[d]) + std::abs(c.eps_from_model * m[d]));
+            CHECK(std::abs(c.x0_from_sample * x[d] + c.x0_from_model * m[d] - x0[d]) <= 1e-13 * sx0);
+            CHECK(std::abs(c.eps_from_sample * x[d] + c.eps_from_model * m[d] - eps[d]) <= 1e-13 * se);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("gaussian_mixture: on VP levels the level form equals the abar form",
+          "[gaussian_mixture][levels]") {
+  for (const auto& g : {gaussian_mixture::ring2d(), gaussian_mixture::aniso16d(), hetero()}) {
+    for (double a : {0.0, 1e-6, 0.001, 0.1, 0.5, 0.9, 0.999, 1.0}) {
+      const level l = level::from_alpha_cumprod(a);
+      for (const auto& x : test_points(g, a, 3)) {
+        std::vector<double> ref(g.dim()), got(g.dim());
+        g.epsilon_at_alpha(x, a, ref);
+        g.epsilon_at_level(x, l, got);
+        INFO("D = " << g.dim() << ", a = " << a);
+        // √ā squared is ā only to rounding, and ε* is ill-conditioned near a = 1 (see epsilon_at_alpha): the
+        // difference is rounding of the level times ε*'s derivative, ≈ √(1−a)/s² per unit of x
+        CHECK(max_abs_diff(got, ref) <= 1e-12 * std::max(1.0, max_abs(ref)) * std::max(1.0, max_abs(x)));
+        CHECK(g.log_density_at_level(x, l) == Approx(g.log_density(x, a)).epsilon(1e-12).margin(1e-12));
+      }
+    }
+  }
+}
+
+TEST_CASE("gaussian_mixture: one component at any level matches the Gaussian posterior",
+          "[gaussian_mixture][levels]") {
+  const std::vector<double> mu = {0.3, -1.2, 2.0}, s = {0.1, 1.0, 3.0};
+  const gaussian_mixture g(3, mu, s, {1.0});
+  std::mt19937_64 gen(17);
+  std::normal_distribution<double> normal(0.0, 2.0);
+  auto levels = test_levels();
+  levels.push_back(level{1.0, 0.0});  // σ = 0: the data itself
+  levels.push_back(level{0.0, 1.0});  // α = 0: pure noise (flow s = 1)
+  levels.push_back(level{0.7, 0.0});
+  for (const level l : levels) {
+    for (int rep = 0; rep < 5; ++rep) {
+      std::vector<double> x(3);
+      for (double& v : x)
+        v = normal(gen);
+      // x0 | x ~ N(μ + α s²/v·(x − αμ), s²σ²/v), v = α²s² + σ², and ε = (x − α·x0)/σ
+      std::vector<double> ex(3), ee(3);
+      for (std::size_t d = 0; d < 3; ++d) {
+        const double v = l.alpha * l.alpha * s[d] * s[d] + l.sigma * l.sigma;
+        ex[d] = mu[d] + l.alpha * s[d] * s[d] / v * (x[d] - l.alpha * mu[d]);
+        ee[d] = l.sigma * (x[d] - l.alpha * mu[d]) / v;
+      }
+      const auto x0 = predict(g, x, l, prediction_type::sample);
+      const auto eps = predict(g, x, l, prediction_type::epsilon);
+      const auto v = predict(g, x, l, prediction_type::v);
+      const auto u = predict(g, x, l, prediction_type::flow);
+      for (std::size_t d = 0; d < 3; ++d) {
+        INFO("alpha = " << l.alpha << ", sigma = " << l.sigma << ", d = " << d);
+        CHECK(x0[d] == Approx(ex[d]).epsilon(1e-13).margin(1e-14));
+        CHECK(eps[d] == Approx(ee[d]).epsilon(1e-13).margin(1e-14));
+        CHECK(v[d] == Approx(l.alpha * ee[d] - l.sigma * ex[d]).epsilon(1e-12).margin(1e-13));
+        CHECK(u[d] == Approx(ee[d] - ex[d]).epsilon(1e-12).margin(1e-13));
+      }
+      if (l.sigma == 0.0) {  // the exact limits: ε* = 0, x0* = x/α
+        for (std::size_t d = 0; d < 3; ++d) {
+          CHECK(eps[d] == 0.0);
+          CHECK(x0[d] == Approx(x[d] / l.alpha).epsilon(1e-14));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("gaussian_mixture: predict_batch equals the per-row form, in place too",
+          "[gaussian_mixture][levels]") {
+  for (const auto& g : {gaussian_mixture::ring2d(), gaussian_mixture::aniso16d(), hetero()}) {
+    const std::size_t N = 23, D = g.dim();
+    std::mt19937_64 gen(8);
+    std::normal_distribution<double> normal;
+    auto levels = test_levels();
+    levels.push_back(level{0.0, 1.0});
+    levels.push_back(level{1.0, 0.0});
+    for (const level l : levels) {
+      auto x = g.sample(gen, N);
+      for (double& v : x)
+        v = l.alpha * v + l.sigma * normal(gen);
+      std::vector<double> ws(g.workspace_size());
+      for (prediction_type t : kTargets) {
+        std::vector<double> ref(N * D), fast(N * D);
+        for (std::size_t i = 0; i < N; ++i)
+          g.predict_at_level(std::span<const double>(x).subspan(i * D, D), l, t,
+                             std::span<double>(ref).subspan(i * D, D));
+        g.predict_batch(x, N, l, t, fast, ws);
+        const double scale = std::max(1.0, max_abs(ref));
+        INFO("alpha = " << l.alpha << ", sigma = " << l.sigma << ", target " << static_cast<int>(t));
+        CHECK(max_abs_diff(fast, ref) <= 1e-12 * scale);
+        auto inplace = x;
+        g.predict_batch(inplace, N, l, t, inplace, ws);
+        CHECK(inplace == fast);
+        inplace = x;
+        g.predict_at_level(std::span<const double>(inplace).first(D), l, t,
+                           std::span<double>(inplace).first(D));
+        CHECK(std::vector<double>(inplace.begin(), inplace.begin() + static_cast<std::ptrdiff_t>(D)) ==
+              std::vector<double>(ref.begin(), ref.begin() + static_cast<std::ptrdiff_t>(D)));
+      }
+    }
+  }
+}
+
+TEST_CASE("gaussian_mixture: level form rejects bad levels, targets and sizes",
+          "[gaussian_mixture][levels]") {
+  using std::invalid_argument;
+  const auto g = gaussian_mixture::ring2d();
+  std::vector<double> x(2, 0.1), out(2), out3(3), ws(g.workspace_size());
+  CHECK_THROWS_AS(g.predict_at_level(x, level{-0.1, 1.0}, prediction_type::epsilon, out), invalid_argument);
+  CHECK_THROWS_AS(g.predict_at_level(x, level{1.0, NAN}, prediction_type::epsilon, out), invalid_argument);
+  CHECK_THROWS_AS(g.predict_at_level(x, level{INFINITY, 1.0}, prediction_type::epsilon, out),
+                  invalid_argument);
+  CHECK_THROWS_AS(g.predict_at_level(x, level{0.0, 0.0}, prediction_type::epsilon, out), invalid_argument);
+  CHECK_THROWS_AS(g.predict_at_level(x, level{0.5, 0.5}, static_cast<prediction_type>(9), out),
+                  invalid_argument);
+  CHECK_THROWS_AS(g.predict_at_level(x, level{0.5, 0.5}, prediction_type::v, out3), invalid_argument);
+  CHECK_THROWS_WITH(
+      g.predict_at_level(x, level{1.0, -2.5}, prediction_type::flow, out),
+      Catch::Contains("predict_at_level") && Catch::Contains("level.sigma") && Catch::Contains("-2.5"));
+  CHECK_THROWS_AS(g.predict_batch(x, 2, level{0.5, 0.5}, prediction_type::epsilon, out, ws),
+                  invalid_argument);
+  CHECK_THROWS_AS(g.predict_batch(x, 1, level{0.5, 0.5}, prediction_type::epsilon, out,
+                                  std::span<double>(ws).first(ws.size() - 1)),
+                  invalid_argument);
+  CHECK_THROWS_AS(g.log_density_at_level(x, level{0.0, 0.0}), invalid_argument);
+  CHECK_THROWS_AS(g.log_density_at_level(out3, level{1.0, 1.0}), invalid_argument);
+}
+
+TEST_CASE("grid_levels and mixture_predictor: the exact oracle as a sampler predictor",
+          "[gaussian_mixture][levels]") {
+  using namespace skipstep;
+  using testing::grid_levels;
+  using testing::mixture_predictor;
+  const auto sched = noise_schedule<double>::linear(1000);
+  sigma_grid_options karras;
+  karras.levels = sigma_spacing::karras;
+  const sigma_grid grid = make_sigma_grid(sched, 12, karras);
+  const grid_levels vp = grid_levels::vp(grid);
+  REQUIRE(vp.size() == 12);
+  for (std::size_t i = 0; i < grid.size(); ++i) {
+    const level l = vp(grid.timesteps[i]);
+    CHECK(l.sigma / l.alpha == Approx(grid.sigmas[i]).epsilon(1e-14));
+    CHECK(l.alpha * l.alpha + l.sigma * l.sigma == Approx(1.0).epsilon(1e-15));
+  }
+  CHECK_THROWS_WITH(vp(grid.timesteps[3] + 0.25),
+                    Catch::Contains("grid_levels") && Catch::Contains("model time"));
+  const sigma_grid fgrid = make_flow_grid(9);
+  const grid_levels fl = grid_levels::flow(fgrid);
+  for (std::size_t i = 0; i < fgrid.size(); ++i) {
+    CHECK(fl(fgrid.timesteps[i]).alpha == 1.0 - fgrid.sigmas[i]);
+    CHECK(fl(fgrid.timesteps[i]).sigma == fgrid.sigmas[i]);
+  }
+  sigma_grid dup = grid;
+  dup.timesteps[4] = dup.timesteps[3];
+  CHECK_THROWS_WITH(grid_levels::vp(dup), Catch::Contains("appears twice"));
+  sigma_grid bad = fgrid;
+  bad.sigmas[2] = 1.5;
+  CHECK_THROWS_AS(grid_levels::flow(bad), std::invalid_argument);
+  bad.sigmas.pop_back();
+  CHECK_THROWS_AS(grid_levels::flow(bad), std::invalid_argument);
+
+  const auto g = gaussian_mixture::aniso16d();
+  const std::size_t N = 64, D = g.dim();
+  std::vector<double> xT(N * D);
+  std::mt19937_64 gen(12);
+  std::normal_distribution<double> normal;
+  for (double& v : xT)
+    v = normal(gen);
+  static_assert(takes_fractional_time<mixture_predictor<grid_levels>>);
+  static_assert(takes_fractional_time<mixture_predictor<grid_levels>&>);
+
+  SECTION("the predictor gives the mixture's prediction at the mapped level") {
+    mixture_predictor eps(g, vp, prediction_type::epsilon);
+    CHECK(eps.target() == prediction_type::epsilon);
+    std::vector<double> out(N * D), ref(N * D), ws(g.workspace_size());
+    eps(xT, grid.timesteps[5], out);
+    g.predict_batch(xT, N, vp(grid.timesteps[5]), prediction_type::epsilon, ref, ws);
+    CHECK(out == ref);
+    std::vector<double> odd(D + 1);
+    CHECK_THROWS_AS(eps.evaluate(odd, grid.timesteps[0], odd, ws), std::invalid_argument);
+    CHECK_THROWS_AS(mixture_predictor(g, vp, static_cast<prediction_type>(7)), std::invalid_argument);
+  }
+
+  SECTION("any target drives a solver to the same samples (the sampler converts each back to x0 and eps)") {
+    for (prediction_type t : {prediction_type::epsilon, prediction_type::v, prediction_type::sample}) {
+      sampler_options o;
+      o.prediction = t;
+      std::vector<double> a = xT, b = xT;
+      mixture_predictor eps(g, vp, prediction_type::epsilon), other(g, vp, t);
+      dpm_solver_sampler(grid, {}, {}).sample(eps, a);
+      dpm_solver_sampler(grid, {}, o).sample(other, b);
+      INFO("target " << static_cast<int>(t));
+      CHECK(max_abs_diff(a, b) <= 1e-9 * std::max(1.0, max_abs(a)));
+    }
+  }
+
+  SECTION("Euler on an integer-time grid with the level oracle = DDIM with the abar oracle") {
+    sigma_grid_options leading;
+    leading.spacing = timestep_spacing::leading;
+    const sigma_grid ig = make_sigma_grid(sched, 20, leading);
+    std::vector<std::int64_t> ts;
+    for (double t : ig.timesteps)
+      ts.push_back(static_cast<std::int64_t>(t));
+    auto abar_oracle = [&](const std::vector<double>& x, std::int64_t t, std::span<double> out) {
+      g.epsilon_batch(x, x.size() / D, sched.alpha_cumprod(static_cast<std::size_t>(t)), out);
+    };
+    std::vector<double> a = xT, b = xT;
+    ddim_sampler(sched, timestep_schedule::custom(1000, ts)).sample(abar_oracle, a);
+    mixture_predictor eps(g, grid_levels::vp(ig), prediction_type::epsilon);
+    euler_sampler(ig).sample(eps, b);
+    CHECK(max_abs_diff(a, b) <= 1e-9 * std::max(1.0, max_abs(a)));
+  }
+
+  SECTION("flow path: flow Euler with the velocity = DPM-Solver++ order 1 with x0 on the same flow grid") {
+    // (levels below 1: dpm_solver_sampler refuses a flow grid that starts at s = 1, as make_flow_grid's do)
+    const std::vector<double> below_one = {0.995, 0.9, 0.7, 0.5, 0.3, 0.15, 0.06, 0.02};
+    const sigma_grid sub = flow_grid_from_levels(below_one);
+    std::vector<double> a = xT, b = xT;
+    mixture_predictor u(g, grid_levels::flow(sub), prediction_type::flow),
+        x0(g, grid_levels::flow(sub), prediction_type::sample);
+    flow_euler_sampler(sub).sample(u, a);
+    dpm_solver_options first;
+    first.order = 1;
+    first.path = grid_path::flow;
+    sampler_options o;
+    o.prediction = prediction_type::sample;
+    dpm_solver_sampler(sub, first, o).sample(x0, b);
+    CHECK(max_abs_diff(a, b) <= 1e-9 * std::max(1.0, max_abs(a)));
+    // and a callable level map (t = s·T) gives the same as the grid's, on make_flow_grid's grid from s = 1
+    std::vector<double> c = xT, e = xT;
+    mixture_predictor by_grid(g, fl, prediction_type::flow);
+    mixture_predictor by_callable(
+        g, [](double t) { return level::flow(t / 1000.0); }, prediction_type::flow);
+    flow_euler_sampler(fgrid).sample(by_grid, c);
+    flow_euler_sampler(fgrid).sample(by_callable, e);
+    CHECK(max_abs_diff(c, e) <= 1e-9 * std::max(1.0, max_abs(c)));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

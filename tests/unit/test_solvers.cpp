@@ -241,3 +241,21 @@ TEST_CASE("DPM-Solver: bad orders, algorithms and grids", "[solvers][dpm][errors
   s.sample(model, part, no_noise{}, ws2, no_callback{}, 5);
   CHECK(part == full);
 }
+
+TEST_CASE("DPM-Solver++ runs on a flow grid that starts at pure noise (s = 1)", "[solvers][dpm]") {
+  const sigma_grid g = make_flow_grid(10);
+  REQUIRE(g.sigmas.front() == 1.0);
+  dpm_solver_options o;
+  o.path = grid_path::flow;
+  sampler_options flow;
+  flow.prediction = prediction_type::flow;
+  const dpm_solver_sampler s(g, o, flow);
+  auto velocity = [](const std::vector<double>& x, double, std::span<double> out) {
+    for (std::size_t i = 0; i < x.size(); ++i) out[i] = 0.3 - x[i];  // x0 = 0.3 in the flow map (ε = 0)
+  };
+  std::vector<double> x = start(12);
+  s.sample(velocity, x);
+  for (double e : x) CHECK(std::isfinite(e));
+  CHECK_ERROR(dpm_solver_sampler(sigma_grid{{1.0, 1.0, 0.0}, {1000.0, 999.0}}, o, flow), std::invalid_argument,
+              "dpm_solver_sampler", "grid.sigmas[1]", "decreasing");
+}

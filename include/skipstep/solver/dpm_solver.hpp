@@ -112,10 +112,9 @@ class dpm_solver_sampler : public sampler {
       if (grid.timesteps.empty() || grid.sigmas.size() != grid.timesteps.size() + 1)
         detail::throw_invalid(fn, "grid.sigmas.size()", "must be timesteps.size() + 1 (>= 2)", grid.sigmas.size());
       for (std::size_t i = 0; i < grid.sigmas.size(); ++i)
-        if (!(grid.sigmas[i] >= 0.0 && grid.sigmas[i] < 1.0 + (i == 0 ? 1e-300 : 0.0)) ||
-            (i > 0 && grid.sigmas[i] > grid.sigmas[i - 1]))
+        if (!(grid.sigmas[i] >= 0.0 && grid.sigmas[i] <= 1.0) || (i > 0 && !(grid.sigmas[i] < grid.sigmas[i - 1])))
           detail::throw_invalid(fn, "grid.sigmas[" + std::to_string(i) + "]",
-                                "must be in [0, 1) and non-increasing for a flow grid", grid.sigmas[i]);
+                                "must be in [0, 1] and decreasing for a flow grid", grid.sigmas[i]);
     }
     detail::check_sigma_solver_options(fn, options);
     if (solver.order < 1 || solver.order > 3)

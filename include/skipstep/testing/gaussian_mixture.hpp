@@ -1,20 +1,26 @@
 /// @file
-/// @brief A diagonal Gaussian mixture with its **exact** noise predictor, a test oracle for samplers.
+/// @brief A diagonal Gaussian mixture with its **exact** denoiser on any Gaussian path, a test oracle for
+/// samplers.
 ///
-/// For data x0 ~ Σ_k w_k N(μ_k, diag(s_k²)) and the variance-preserving forward process
-/// x_t = √ā_t·x0 + √(1−ā_t)·ε, the marginal p_t is again a Gaussian mixture:
-///   p_t(x) = Σ_k w_k N(x; √a·μ_k, diag(v_k)),   v_kd = a·s_kd² + 1 − a,   a = ā_t.
-/// The optimal (MMSE) noise predictor ε*(x, t) = E[ε | x_t = x] = (x − √a·E[x0|x_t]) / √(1−a)
-/// = −√(1−a)·∇_x log p_t(x) (Tweedie's formula) is therefore closed form:
-///   log r_k = log w_k − ½ Σ_d [(x_d − √a·μ_kd)²/v_kd + log v_kd]   (normalised with log-sum-exp),
-///   ε*_d    = √(1−a) Σ_k r_k (x_d − √a·μ_kd)/v_kd.
+/// For data x0 ~ Σ_k w_k N(μ_k, diag(s_k²)) and any Gaussian path x_t = α·x0 + σ·ε (VP: α = √ā, σ = √(1−ā);
+/// σ-space: α = 1, σ = σ̃; rectified flow: α = 1 − s, σ = s), the marginal p_t is again a Gaussian mixture:
+///   p_t(x) = Σ_k w_k N(x; α·μ_k, diag(v_k)),   v_kd = α²·s_kd² + σ².
+/// The optimal (MMSE) predictions are therefore closed form (Tweedie's formula, ∇ log p_t = −E[ε|x]/σ):
+///   log r_k = log w_k − ½ Σ_d [(x_d − α·μ_kd)²/v_kd + log v_kd]   (normalised with log-sum-exp),
+///   ε*_d    = E[ε_d | x]  = σ Σ_k r_k (x_d − α·μ_kd)/v_kd                  = −σ·∂_d log p_t(x),
+///   x0*_d   = E[x0_d | x] = Σ_k r_k (μ_kd + α·s_kd²·(x_d − α·μ_kd)/v_kd)   = (x_d + σ²·∂_d log p_t(x))/α,
+///   v*      = α·ε* − σ·x0* (Salimans & Ho 2022),   u* = ε* − x0* (flow velocity, Liu et al. 2023),
+/// and α·x0* + σ·ε* = x exactly in exact arithmetic.
 /// Source: Tweedie's formula as used in Song et al. 2021 (score SDE) and Kadkhodaie & Simoncelli 2021; the
 /// data sets `ring2d` and `aniso16d` are those of the demo (README, "The demo").
 ///
-/// The class is independent of the rest of skipstep (standard library only). It works in terms of ā
-/// directly: `epsilon_at_alpha(x, a, out)` is the core, and a sampler predictor `f(x, t, out)` is obtained by
-/// looking up a = alphas_cumprod[t] and calling `epsilon_batch` (that wiring lives with the sampler/demo
-/// code).
+/// Two interfaces:
+///  - the VP form in terms of ā (`epsilon_at_alpha(x, a, out)`, `epsilon_batch`, `log_density`), unchanged;
+///  - the level form for any (α, σ) (`predict_at_level(x, level, target, out)`, `predict_batch`,
+///    `log_density_at_level`), with the target ε, x0, v or flow velocity (skipstep::prediction_type).
+/// `mixture_predictor` at the end of this file turns the level form into a sampler predictor `f(x, t, out)`
+/// taking a double (fractional) model time, mapped to a level through a σ grid (`grid_levels::vp` /
+/// `grid_levels::flow`) or any callable, so that every solver of skipstep can be driven by the exact oracle.
 #pragma once
 
 #include <algorithm>
@@ -34,6 +40,11 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "skipstep/prediction.hpp"
+#include "skipstep/schedule/path.hpp"
+#include "skipstep/schedule/sigma_grid.hpp"
+#include "skipstep/tensor.hpp"
 
 namespace skipstep::testing {
 
@@ -95,6 +106,42 @@ inline std::pair<double, double> gm_box_muller(double u1, double u2) noexcept {
   const double r = std::sqrt(-2.0 * std::log(u1));
   const double phi = 2.0 * std::numbers::pi * u2;
   return {r * std::cos(phi), r * std::sin(phi)};
+}
+
+/// The four numbers of a noise level that the mixture formulas use: v_kd = a2·s_kd² + s2, noised means a·μ_k
+/// and ε* = s·Σ_k r_k (x − a·μ_k)/v_k. The VP form passes {ā, 1 − ā, √ā, √(1 − ā)} (the values it always
+/// used, so its results are unchanged bit for bit), the level form {α², σ², α, σ}.
+struct gm_level_terms {
+  double a2;  ///< α² (ā on the VP form).
+  double s2;  ///< σ² (1 − ā on the VP form).
+  double a;   ///< α.
+  double s;   ///< σ.
+};
+
+/// The terms of VP level ā.
+inline gm_level_terms gm_vp_terms(double alpha_bar) noexcept {
+  return {alpha_bar, 1.0 - alpha_bar, std::sqrt(alpha_bar), std::sqrt(1.0 - alpha_bar)};
+}
+
+/// The terms of a level (α, σ).
+inline gm_level_terms gm_terms(level at) noexcept {
+  return {at.alpha * at.alpha, at.sigma * at.sigma, at.alpha, at.sigma};
+}
+
+/// One output element from E = Σ_k r_k (x − α·μ_k)/v_k and x0* = Σ_k r_k (μ_k + α·s_k²·(x − α·μ_k)/v_k):
+/// ε* = σ·E; x0*; v* = α·ε* − σ·x0*; u* = ε* − x0*.
+inline double gm_combine(prediction_type target, const gm_level_terms& t, double e, double x0) noexcept {
+  switch (target) {
+    case prediction_type::epsilon:
+      return t.s * e;
+    case prediction_type::sample:
+      return x0;
+    case prediction_type::v:
+      return t.a * (t.s * e) - t.s * x0;
+    case prediction_type::flow:
+      return t.s * e - x0;
+  }
+  return std::numeric_limits<double>::quiet_NaN();  // not reached: targets are checked by the callers
 }
 
 }  // namespace detail
@@ -289,12 +336,84 @@ class gaussian_mixture {
     static constexpr std::string_view fn = "gaussian_mixture::log_density";
     check_alpha(fn, alpha_bar);
     check_size(fn, "x_row", x_row.size(), dim_);
-    std::array<double, max_components> lr{};
-    const double mx = log_responsibilities(x_row.data(), alpha_bar, lr.data());
-    double sum = 0.0;
-    for (std::size_t k = 0; k < k_; ++k)
-      sum += std::exp(lr[k] - mx);
-    return mx + std::log(sum) - 0.5 * static_cast<double>(dim_) * std::log(2.0 * std::numbers::pi);
+    return log_density_unchecked(x_row.data(), detail::gm_vp_terms(alpha_bar));
+  }
+
+  /// The exact prediction at a level (α, σ) of any Gaussian path x_t = α·x0 + σ·ε, one row:
+  ///   E_d = Σ_k r_k (x_d − α·μ_kd)/v_kd,  v_kd = α²·s_kd² + σ²,  r_k ∝ w_k Π_d N(x_d; α·μ_kd, v_kd);
+  ///   target epsilon: ε*_d = σ·E_d = −σ·∂_d log p_t(x)                            [Tweedie's formula];
+  ///   target sample:  x0*_d = Σ_k r_k (μ_kd + α·s_kd²·(x_d − α·μ_kd)/v_kd) = (x_d + σ²·∂_d log p_t)/α,
+  ///                   the weighted component posterior means (finite at α = 0, where it is Σ_k w_k μ_k);
+  ///   target v:       v*_d = α·ε*_d − σ·x0*_d            (Salimans & Ho 2022; prediction_type::v);
+  ///   target flow:    u*_d = ε*_d − x0*_d                (rectified-flow velocity, Liu et al. 2023).
+  /// Each is the MMSE estimate of its target because the targets are linear in (x0, ε). On VP levels
+  /// (α = √ā, σ = √(1 − ā)) the epsilon target equals `epsilon_at_alpha(x, ā)` to rounding (not bit for bit:
+  /// α² is not exactly ā). σ = 0 gives ε* = 0 and x0* = x/α; α = 0 gives ε* = x/σ and x0* = Σ_k w_k μ_k (to
+  /// rounding). `out` may be the same span as `x_row`, no other overlap. Allocation-free; K·D logs per row
+  /// (prefer `predict_batch` for many rows). Throws std::invalid_argument on a level that is not finite and
+  /// non-negative, or α = σ = 0, a target that is not a prediction_type value, or a span of the wrong size.
+  void predict_at_level(std::span<const double> x_row, level at, prediction_type target,
+                        std::span<double> out) const {
+    static constexpr std::string_view fn = "gaussian_mixture::predict_at_level";
+    check_level(fn, at);
+    check_target(fn, target);
+    check_size(fn, "x_row", x_row.size(), dim_);
+    check_size(fn, "out", out.size(), dim_);
+    predict_row_unchecked(x_row.data(), detail::gm_terms(at), target, out.data());
+  }
+
+  /// ε*(x) at level (α, σ): `predict_at_level(x_row, at, prediction_type::epsilon, out)`.
+  void epsilon_at_level(std::span<const double> x_row, level at, std::span<double> out) const {
+    predict_at_level(x_row, at, prediction_type::epsilon, out);
+  }
+
+  /// `predict_at_level` for N rows at one level: `x` and `out` are N×D row-major (`out` may be the same span
+  /// as `x`). Per-level tables (1/v_kd, α·μ_kd, log w_k − ½Σ_d log v_kd) go into the caller's `workspace` (≥
+  /// workspace_size() doubles), then each row costs O(K·D) multiply-adds and K exps, no logs, no allocation.
+  /// Agrees with the per-row form to rounding (≈1e-15 relative), not necessarily bit for bit. Throws as
+  /// `predict_at_level`, and when the workspace is too small.
+  void predict_batch(std::span<const double> x, std::size_t n, level at, prediction_type target,
+                     std::span<double> out, std::span<double> workspace) const {
+    static constexpr std::string_view fn = "gaussian_mixture::predict_batch";
+    check_level(fn, at);
+    check_target(fn, target);
+    check_size(fn, "x", x.size(), n * dim_);
+    check_size(fn, "out", out.size(), n * dim_);
+    check_workspace(fn, workspace);
+    const detail::gm_level_terms t = detail::gm_terms(at);
+    const std::size_t KD = k_ * dim_;
+    double* inv_v = workspace.data();
+    double* smu = inv_v + KD;
+    double* c = smu + KD;
+    fill_level_tables(t, inv_v, smu, c);
+    std::array<double, max_components> r{};
+    for (std::size_t row = 0; row < n; ++row) {
+      const double* xr = x.data() + row * dim_;
+      double* yr = out.data() + row * dim_;
+      batch_responsibilities(xr, inv_v, smu, c, r.data());
+      for (std::size_t d = 0; d < dim_; ++d) {
+        double e = 0.0, x0 = 0.0;
+        for (std::size_t k = 0; k < k_; ++k) {
+          const std::size_t i = k * dim_ + d;
+          const double z = (xr[d] - smu[i]) * inv_v[i];
+          e += r[k] * z;
+          x0 += r[k] * (mu_[i] + t.a * s2_[i] * z);
+        }
+        // reads xr[d'] only for d' >= d afterwards: out == x is safe
+        yr[d] = detail::gm_combine(target, t, e, x0);
+      }
+    }
+  }
+
+  /// log p_t(x) of the mixture noised to level (α, σ), v_kd = α²·s_kd² + σ²:
+  ///   log Σ_k w_k N(x; α·μ_k, diag(v_k))
+  ///     = LSE_k[log w_k − ½Σ_d((x_d − α·μ_kd)²/v_kd + log v_kd)] − (D/2)·log 2π.
+  /// At (√ā, √(1 − ā)) it is `log_density(x, ā)` to rounding. Throws as `predict_at_level`.
+  [[nodiscard]] double log_density_at_level(std::span<const double> x_row, level at) const {
+    static constexpr std::string_view fn = "gaussian_mixture::log_density_at_level";
+    check_level(fn, at);
+    check_size(fn, "x_row", x_row.size(), dim_);
+    return log_density_unchecked(x_row.data(), detail::gm_terms(at));
   }
 
   /// argmax_k [log w_k − ½Σ_d((x_d − μ_kd)/s_kd)² − Σ_d log s_kd], the component of the *clean* (a = 1)
@@ -497,15 +616,15 @@ class gaussian_mixture {
       std::copy(x, x + count, out);
   }
 
-  /// lr[k] = log w_k − ½Σ_d((x_d − √a·μ_kd)²/v_kd + log v_kd); returns max_k lr[k].
-  double log_responsibilities(const double* x, double a, double* lr) const noexcept {
-    const double om = 1.0 - a, sa = std::sqrt(a);
+  /// lr[k] = log w_k − ½Σ_d((x_d − α·μ_kd)²/v_kd + log v_kd), v_kd = a2·s_kd² + s2; returns max_k lr[k].
+  double log_responsibilities(const double* x, const detail::gm_level_terms& t, double* lr) const noexcept {
+    const double a2 = t.a2, om = t.s2, sa = t.a;
     double mx = -std::numeric_limits<double>::infinity();
     for (std::size_t k = 0; k < k_; ++k) {
       double q = 0.0, logv = 0.0;
       for (std::size_t d = 0; d < dim_; ++d) {
         const std::size_t i = k * dim_ + d;
-        const double v = a * s2_[i] + om;
+        const double v = a2 * s2_[i] + om;
         const double diff = x[d] - sa * mu_[i];
         q += diff * diff / v;
         logv += std::log(v);
@@ -541,7 +660,7 @@ class gaussian_mixture {
       return;
     }
     std::array<double, max_components> r{};
-    const double mx = log_responsibilities(x, a, r.data());
+    const double mx = log_responsibilities(x, detail::gm_vp_terms(a), r.data());
     normalise_log_weights(r.data(), mx);
     const double om = 1.0 - a, sa = std::sqrt(a), so = std::sqrt(om);
     for (std::size_t d = 0; d < dim_; ++d) {
@@ -554,6 +673,239 @@ class gaussian_mixture {
       out[d] = so * acc;  // x[d'] for d' > d is still unread-modified: safe when out == x
     }
   }
+
+  static void check_level(std::string_view fn, level at) {
+    if (!(at.alpha >= 0.0) || !std::isfinite(at.alpha))
+      detail::gm_fail(fn, "level.alpha must be finite and >= 0 (got " + detail::gm_format(at.alpha) + ")");
+    if (!(at.sigma >= 0.0) || !std::isfinite(at.sigma))
+      detail::gm_fail(fn, "level.sigma must be finite and >= 0 (got " + detail::gm_format(at.sigma) + ")");
+    if (at.alpha == 0.0 && at.sigma == 0.0)
+      detail::gm_fail(fn, "level must not have alpha = sigma = 0");
+  }
+
+  static void check_target(std::string_view fn, prediction_type target) {
+    switch (target) {
+      case prediction_type::epsilon:
+      case prediction_type::sample:
+      case prediction_type::v:
+      case prediction_type::flow:
+        return;
+    }
+    detail::gm_fail(
+        fn, "target must be a prediction_type value (got " + std::to_string(static_cast<int>(target)) + ")");
+  }
+
+  void check_workspace(std::string_view fn, std::span<double> workspace) const {
+    if (workspace.size() < workspace_size()) {
+      detail::gm_fail(fn,
+                      "workspace must hold at least workspace_size() = " + std::to_string(workspace_size()) +
+                          " doubles (got " + std::to_string(workspace.size()) + ")");
+    }
+  }
+
+  /// The per-level tables of the batch forms: inv_v = 1/v_kd, smu = α·μ_kd, c_k = log w_k − ½Σ_d log v_kd.
+  void fill_level_tables(const detail::gm_level_terms& t, double* inv_v, double* smu,
+                         double* c) const noexcept {
+    for (std::size_t k = 0; k < k_; ++k) {
+      double logv = 0.0;
+      for (std::size_t d = 0; d < dim_; ++d) {
+        const std::size_t i = k * dim_ + d;
+        const double v = t.a2 * s2_[i] + t.s2;
+        inv_v[i] = 1.0 / v;
+        smu[i] = t.a * mu_[i];
+        logv += std::log(v);
+      }
+      c[k] = logw_[k] - 0.5 * logv;
+    }
+  }
+
+  /// The normalised responsibilities r_k of one row from the per-level tables.
+  void batch_responsibilities(const double* xr, const double* inv_v, const double* smu, const double* c,
+                              double* r) const noexcept {
+    double mx = -std::numeric_limits<double>::infinity();
+    for (std::size_t k = 0; k < k_; ++k) {
+      const double* m = smu + k * dim_;
+      const double* iv = inv_v + k * dim_;
+      double q = 0.0;
+      for (std::size_t d = 0; d < dim_; ++d) {
+        const double diff = xr[d] - m[d];
+        q += diff * diff * iv[d];
+      }
+      r[k] = c[k] - 0.5 * q;
+      mx = std::max(mx, r[k]);
+    }
+    normalise_log_weights(r, mx);
+  }
+
+  double log_density_unchecked(const double* x, const detail::gm_level_terms& t) const noexcept {
+    std::array<double, max_components> lr{};
+    const double mx = log_responsibilities(x, t, lr.data());
+    double sum = 0.0;
+    for (std::size_t k = 0; k < k_; ++k)
+      sum += std::exp(lr[k] - mx);
+    return mx + std::log(sum) - 0.5 * static_cast<double>(dim_) * std::log(2.0 * std::numbers::pi);
+  }
+
+  void predict_row_unchecked(const double* x, const detail::gm_level_terms& t, prediction_type target,
+                             double* out) const noexcept {
+    std::array<double, max_components> r{};
+    const double mx = log_responsibilities(x, t, r.data());
+    normalise_log_weights(r.data(), mx);
+    for (std::size_t d = 0; d < dim_; ++d) {
+      double e = 0.0, x0 = 0.0;
+      for (std::size_t k = 0; k < k_; ++k) {
+        const std::size_t i = k * dim_ + d;
+        const double v = t.a2 * s2_[i] + t.s2;
+        const double z = (x[d] - t.a * mu_[i]) / v;
+        e += r[k] * z;
+        x0 += r[k] * (mu_[i] + t.a * s2_[i] * z);
+      }
+      // x[d'] for d' > d is not yet overwritten: out == x is safe
+      out[d] = detail::gm_combine(target, t, e, x0);
+    }
+  }
+};
+
+/// The level of each model time of a σ grid, for `mixture_predictor`: t_i = grid.timesteps[i] ↦ the level of
+/// grid.sigmas[i]. On a VP grid (make_sigma_grid) that is α = 1/√(1 + σ̃_i²), σ = σ̃_i·α
+/// (level::from_sigma_tilde), on a flow grid (make_flow_grid) α = 1 − s_i, σ = s_i (level::flow). Every
+/// σ-grid solver of skipstep (Euler, Euler ancestral, Heun, DPM-Solver, flow Euler) evaluates its model only
+/// at the grid's own model times, so the map is exact: no interpolation of a training table is involved. The
+/// grid is copied.
+class grid_levels {
+ public:
+  /// The levels of a VP σ grid. Throws std::invalid_argument for an invalid grid (validate_sigma_grid) or two
+  /// equal model times with different levels.
+  [[nodiscard]] static grid_levels vp(const sigma_grid& grid) {
+    validate_sigma_grid("skipstep::testing::grid_levels::vp", grid);
+    grid_levels g;
+    for (std::size_t i = 0; i < grid.size(); ++i)
+      g.add(grid.timesteps[i], level::from_sigma_tilde(grid.sigmas[i]));
+    return g;
+  }
+
+  /// The levels of a rectified-flow grid (levels s_i in [0, 1], N model times and N + 1 levels). Throws
+  /// std::invalid_argument otherwise, or for two equal model times with different levels.
+  [[nodiscard]] static grid_levels flow(const sigma_grid& grid) {
+    static constexpr std::string_view fn = "grid_levels::flow";
+    if (grid.timesteps.empty() || grid.sigmas.size() != grid.timesteps.size() + 1)
+      detail::gm_fail(fn, "grid must have N >= 1 model times and N + 1 levels (got " +
+                              std::to_string(grid.timesteps.size()) + " and " +
+                              std::to_string(grid.sigmas.size()) + ")");
+    grid_levels g;
+    for (std::size_t i = 0; i < grid.size(); ++i) {
+      const double s = grid.sigmas[i];
+      if (!(s >= 0.0 && s <= 1.0) || !std::isfinite(grid.timesteps[i]))
+        detail::gm_fail(fn, "grid level " + std::to_string(i) +
+                                " must be in [0, 1] with a finite model time (got " + detail::gm_format(s) +
+                                " at t = " + detail::gm_format(grid.timesteps[i]) + ")");
+      g.add(grid.timesteps[i], level::flow(s));
+    }
+    return g;
+  }
+
+  /// The level of model time t. Throws std::invalid_argument if t is not one of the grid's model times.
+  [[nodiscard]] level operator()(double t) const {
+    for (std::size_t i = 0; i < times_.size(); ++i)
+      if (times_[i] == t)
+        return levels_[i];
+    detail::gm_fail("grid_levels", "model time t = " + detail::gm_format(t) +
+                                       " is not one of the grid's model times (a solver on another grid?)");
+  }
+
+  /// The number of distinct model times.
+  [[nodiscard]] std::size_t size() const noexcept { return times_.size(); }
+
+ private:
+  void add(double t, level l) {
+    for (std::size_t i = 0; i < times_.size(); ++i) {
+      if (times_[i] != t)
+        continue;
+      if (levels_[i].alpha != l.alpha || levels_[i].sigma != l.sigma)
+        detail::gm_fail("grid_levels",
+                        "model time t = " + detail::gm_format(t) + " appears twice with different levels");
+      return;
+    }
+    times_.push_back(t);
+    levels_.push_back(l);
+  }
+
+  std::vector<double> times_;
+  std::vector<level> levels_;
+};
+
+/// Something that maps a model time to a level: `level_of(t)` returns a skipstep::level (grid_levels, or e.g.
+/// `[&](double t) { return level::from_alpha_cumprod(schedule.alpha_cumprod(std::size_t(t))); }`).
+template <class F>
+concept LevelMap = std::copy_constructible<F> && std::invocable<const F&, double> &&
+    std::convertible_to<std::invoke_result_t<const F&, double>, level>;
+
+/// The exact oracle as a skipstep predictor `f(x, t, out)` taking a double model time (takes_fractional_time
+/// is true: it declares `time_type = double`): out = the mixture's `target` prediction (ε*, x0*, v* or the
+/// flow velocity u*, see gaussian_mixture::predict_at_level) at level `level_of(t)`, for every row of x (N×D,
+/// double). Give it the prediction type the sampler is built with:
+///   mixture_predictor oracle(g, grid_levels::vp(grid), prediction_type::epsilon);
+///   euler_sampler(grid).sample(oracle, x);                              // any σ-grid solver
+///   mixture_predictor flow(g, grid_levels::flow(fgrid), prediction_type::flow);
+///   flow_euler_sampler(fgrid).sample(flow, x);
+/// The call operator uses a workspace owned by the predictor (allocated once here, so sampling does not
+/// allocate) and is not for concurrent calls on one object; `evaluate` with the caller's workspace is const
+/// and thread-safe (split rows over threads with it). The mixture must outlive the predictor.
+template <LevelMap LevelOf>
+class mixture_predictor {
+ public:
+  using time_type = double;  ///< the sampler passes fractional model times (skipstep::takes_fractional_time).
+
+  /// Throws std::invalid_argument if `target` is not a prediction_type value.
+  mixture_predictor(const gaussian_mixture& mixture, LevelOf level_of, prediction_type target)
+      : mixture_(&mixture),
+        level_of_(std::move(level_of)),
+        target_(target),
+        workspace_(mixture.workspace_size()) {
+    switch (target) {
+      case prediction_type::epsilon:
+      case prediction_type::sample:
+      case prediction_type::v:
+      case prediction_type::flow:
+        return;
+    }
+    detail::gm_fail("mixture_predictor", "target must be a prediction_type value (got " +
+                                             std::to_string(static_cast<int>(target)) + ")");
+  }
+
+  /// The level model time t maps to.
+  [[nodiscard]] level level_at(double t) const { return static_cast<level>(level_of_(t)); }
+  /// What the predictor outputs.
+  [[nodiscard]] prediction_type target() const noexcept { return target_; }
+  /// The mixture.
+  [[nodiscard]] const gaussian_mixture& mixture() const noexcept { return *mixture_; }
+
+  /// out = target prediction at level_of(t) for the rows of x (x.size() a multiple of D, out the same size;
+  /// out may be x), with the caller's workspace (≥ mixture().workspace_size() doubles):
+  /// gaussian_mixture::predict_batch.
+  void evaluate(std::span<const double> x, double t, std::span<double> out,
+                std::span<double> workspace) const {
+    const std::size_t dim = mixture_->dim();
+    if (x.size() % dim != 0)
+      detail::gm_fail("mixture_predictor", "x must hold whole rows of dim() = " + std::to_string(dim) +
+                                               " elements (got " + std::to_string(x.size()) + ")");
+    mixture_->predict_batch(x, x.size() / dim, level_at(t), target_, out, workspace);
+  }
+
+  /// The sampler's call: `evaluate` on all of x with the predictor's own workspace.
+  template <ReadableTensor X>
+  void operator()(const X& x, double t, std::span<double> out) {
+    static_assert(
+        std::same_as<tensor_value_t<X>, double>,
+        "skipstep::testing::mixture_predictor: the oracle computes in double; sample double tensors");
+    evaluate(elements(x), t, out, workspace_);
+  }
+
+ private:
+  const gaussian_mixture* mixture_;
+  LevelOf level_of_;
+  prediction_type target_;
+  std::vector<double> workspace_;
 };
 
 }  // namespace skipstep::testing
