@@ -217,6 +217,7 @@ void parallel_apply_step(thread_pool& pool, const affine_step& c, std::span<T> x
                          std::size_t step_index = 0, std::span<T> x0_out = {}, std::span<T> scratch = {}) {
   const std::size_t per_sample = detail::check_step_arguments<T, Noise>(
       "parallel_apply_step", x, std::span<const T>(model), processing, num_samples, x0_out, scratch.size());
+  detail::check_noise_covers("parallel_apply_step", noise, num_samples, per_sample);
   const std::size_t participants = pool.size();
   const bool thresholding = processing.mode == x0_processing::kind::dynamic_threshold;
   T* const x0_ptr = x0_out.empty() ? nullptr : x0_out.data();

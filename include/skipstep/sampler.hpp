@@ -179,11 +179,40 @@ class sampler {
       detail::throw_invalid(fn, "x.size()",
                             "must be a multiple of num_samples = " + std::to_string(options_.num_samples),
                             xs.size());
-    if (workspace.x0.size() != xs.size() || workspace.model_output.size() != factor * xs.size())
-      detail::throw_invalid(fn, "workspace size",
-                            "must match x.size() = " + std::to_string(xs.size()) + " (model output " +
-                                std::to_string(factor * xs.size()) + "; see make_workspace)",
+    if (workspace.x0.size() != xs.size())
+      detail::throw_invalid(fn, "workspace.x0.size()",
+                            "must equal x.size() = " + std::to_string(xs.size()) + " (see make_workspace)",
                             workspace.x0.size());
+    if (workspace.model_output.size() != factor * xs.size())
+      detail::throw_invalid(fn, "workspace.model_output.size()",
+                            "must equal " + std::string(factor == 2 ? "2 * " : "") + "x.size() = " +
+                                std::to_string(factor * xs.size()) + " (see make_workspace)",
+                            workspace.model_output.size());
+    {
+      const std::size_t per = xs.size() / options_.num_samples;
+      const std::size_t threads = workspace.pool != nullptr ? std::min(workspace.pool->size(), options_.num_samples) : 1;
+      if (options_.processing.mode == x0_processing::kind::dynamic_threshold && workspace.scratch.size() < threads * per)
+        detail::throw_invalid(fn, "workspace.scratch.size()",
+                              "must hold " + std::to_string(threads) + " sample(s) of " + std::to_string(per) +
+                                  " elements for dynamic thresholding (see make_workspace)",
+                              workspace.scratch.size());
+      detail::check_noise_covers(fn, noise, options_.num_samples, per);
+    }
+    // Every coefficient must be finite in the tensor's type: a float tensor cannot carry a coefficient that
+    // overflows float (ε prediction at ā ≈ 1e-301, a noise std of 1e39), which would make the run silently NaN.
+    if constexpr (sizeof(T) < sizeof(double)) {
+      for (std::size_t r = row_of_step(first_step); r < rows_.size(); ++r) {
+        const affine_step& c = coefficients_[r];
+        const row_extras& e = rows_[r].extras;
+        const double values[] = {c.sample_coeff(), c.model_coeff(), c.noise_std, c.x0_weight, c.eps_weight,
+                                 c.sample_weight, c.pred.x0_from_sample, c.pred.x0_from_model,
+                                 e.state_weight, e.store_sample, e.store_model, e.store_x0};
+        for (double v : values)
+          if (!std::isfinite(static_cast<T>(v)))
+            detail::throw_domain(fn, "a coefficient of " + step_where(rows_[r].step),
+                                 "overflows the tensor's element type (use double tensors for this schedule)", v);
+      }
+    }
     if (first_step > num_steps())
       detail::throw_invalid(fn, "first_step", "must be <= num_steps = " + std::to_string(num_steps()),
                             first_step);
@@ -557,7 +586,9 @@ void add_noise(const noise_schedule<Real>& schedule, std::span<const T> x0, std:
 [[nodiscard]] inline std::size_t first_step_for_strength(std::size_t num_steps, double strength) {
   if (!(strength >= 0.0 && strength <= 1.0))
     detail::throw_invalid("first_step_for_strength", "strength", "must be in [0, 1]", strength);
-  const auto init = std::min(static_cast<std::size_t>(static_cast<double>(num_steps) * strength), num_steps);
+  // ⌊N·s⌋ in double, clamped before the conversion (N·1.0 may round above N, and 2^64 does not fit a size_t).
+  const double product = static_cast<double>(num_steps) * strength;
+  const std::size_t init = product >= static_cast<double>(num_steps) ? num_steps : static_cast<std::size_t>(product);
   return num_steps - init;
 }
 

@@ -144,27 +144,26 @@ TEST_CASE("a user sigma policy returning NaN or Inf, as a double or in either si
   CHECK_ERROR(ddim_sampler(sched, ts, sigma_list{values}), std::domain_error, "ddim_sampler: step 6 (t = 333): sigma policy", "sigma", "nan");
 }
 
-TEST_CASE("float tensors where a coefficient overflows float: non-finite without check_finite, an error with it",
-          "[errors][numerics]") {
+TEST_CASE("float tensors where a coefficient overflows float are refused before the first step", "[errors][numerics]") {
   // Legal in double: ā_{T−1} = 1e-301 (43 betas of 1 − 1e-7). Epsilon prediction's x̂0 = (x − √(1−ā)·ε)/√ā has the
-  // coefficient 1/√ā ≈ 3e150, which a float tensor cannot hold. Documented: the library computes coefficients in
-  // double and casts them to the tensor type; with check_finite off the result is then not finite, with
-  // check_finite on the run stops with a domain_error naming the step. Double tensors are fine here.
+  // coefficient 1/√ā ≈ 3e150, which a float tensor cannot hold: sample() refuses the run (it used to return a
+  // silent non-finite sample unless check_finite was on). Double tensors are fine here.
   const auto sched = noise_schedule<>::from_betas(std::vector<double>(43, 0.9999999));
   REQUIRE(sched.alpha_cumprod(42) < 1e-300);
   const auto ts = timestep_schedule::trailing(43, 3);
   auto model = [](const std::vector<float>& in, std::int64_t) { return std::vector<float>(in.size(), 0.3f); };
   std::vector<float> x(4, 0.5f);
-  ddim_sampler(sched, ts).sample(model, x);
-  CHECK_FALSE(all_finite(x));
-  sampler_options opt;
-  opt.check_finite = true;
-  std::vector<float> y(4, 0.5f);
-  CHECK_ERROR(ddim_sampler(sched, ts, eta{0.0}, opt).sample(model, y), std::domain_error, "sampler::sample",
-              "sample at step 0 (t = 42)", "must be finite");
+  CHECK_ERROR(ddim_sampler(sched, ts).sample(model, x), std::domain_error, "ddim_sampler::sample",
+              "a coefficient of step 0 (t = 42)", "overflows the tensor's element type");
+  CHECK(x == std::vector<float>(4, 0.5f));
+  // A noise std finite in double but not in float (a user policy's 1e39) is refused the same way.
+  const ddim_sampler noisy(noise_schedule<>::linear(1000), timestep_schedule::linspace(1000, 4),
+                           [](const step_context&) { return sigma_choice{0.0, 1e39}; });
+  CHECK_ERROR(noisy.sample(model, x, philox_normal(1)), std::domain_error, "ddim_sampler::sample", "coefficient",
+              "1e+39");
   auto model_d = [](const std::vector<double>& in, std::int64_t) { return std::vector<double>(in.size(), 0.3); };
   std::vector<double> z(4, 0.5);
-  ddim_sampler(sched, ts, eta{0.0}, opt).sample(model_d, z);
+  ddim_sampler(sched, ts).sample(model_d, z);
   CHECK(all_finite(z));
 }
 

@@ -183,7 +183,7 @@ TEST_CASE("given_noise with a huge sample_size rejects the block instead of read
   const ddim_sampler s(noise_schedule<>::linear(1000), timestep_schedule::linspace(1000, 2), eta{1.0}, two);
   std::vector<double> x(8, 0.1);
   const auto identity = [](const std::vector<double>& v, std::int64_t) { return v; };
-  CHECK_ERROR(s.sample(identity, x, huge), std::invalid_argument, "skipstep::given_noise:", "values.size()",
+  CHECK_ERROR(s.sample(identity, x, huge), std::invalid_argument, "ddim_sampler::sample", "values.size()",
               "(got 8)");
   CHECK(x == std::vector<double>(8, 0.1));
   // In range: the same values as before.
