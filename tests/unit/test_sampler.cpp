@@ -248,3 +248,54 @@ TEST_CASE("learned-variance DDPM: [m; v] outputs reproduce the fixed variance ty
   }
   REQUIRE(small != large);  // the two end points really differ
 }
+
+#include "skipstep/schedule/flow_grid.hpp"
+#include "skipstep/solver/consistency.hpp"
+#include "skipstep/solver/deis.hpp"
+#include "skipstep/solver/dpm_solver.hpp"
+#include "skipstep/solver/dpm_solver_singlestep.hpp"
+#include "skipstep/solver/euler.hpp"
+#include "skipstep/solver/ipndm.hpp"
+#include "skipstep/solver/pndm.hpp"
+#include "skipstep/solver/unipc.hpp"
+
+TEST_CASE("no heap allocation inside a run of any solver once the workspace exists", "[sampler][allocation]") {
+  const auto schedule = noise_schedule<>::scaled_linear(1000);
+  const sigma_grid grid = make_sigma_grid(schedule, 20);
+  const sigma_grid multistep = make_multistep_grid(schedule, 20);
+  sampler_options two;
+  two.num_samples = 2;
+  dpm_solver_options third;
+  third.order = 3;
+  dpm_solver_options sde;
+  sde.algorithm = dpm_algorithm::sde_dpmsolver_pp;
+  const std::vector<std::int64_t> lcm_times = consistency_timesteps(1000, 4);
+  std::vector<const sampler*> samplers;
+  const euler_sampler euler(grid, two);
+  const euler_ancestral_sampler ancestral(grid, 1.0, two);
+  const heun_sampler heun(grid, two);
+  const dpm_solver_sampler dpm3(multistep, third, two), dpm_sde(multistep, sde, two);
+  const unipc_sampler unipc(multistep, {}, two);
+  const deis_sampler deis(multistep, {}, two);
+  const dpm_solver_singlestep_sampler single(multistep, {}, two);
+  const pndm_sampler pndm(schedule, 20, true, timestep_spacing::leading, 1, final_alpha::alpha_cumprod_0, two);
+  const lcm_sampler lcm(schedule, lcm_times, 10.0, two);
+  for (const sampler* s : std::initializer_list<const sampler*>{&euler, &ancestral, &heun, &dpm3, &dpm_sde, &unipc,
+                                                                 &deis, &single, &pndm, &lcm}) {
+    std::vector<double> x(2 * 112, 0.1);
+    sampler_workspace<double> ws = s->make_workspace(x);
+    auto model = [&](const std::vector<double>& v, double t, std::span<double> out) {
+      const double a = schedule.alpha_cumprod(static_cast<std::size_t>(std::clamp(t, 0.0, 999.0)));
+      for (std::size_t i = 0; i < v.size(); ++i) out[i] = std::sqrt(1.0 - a) * (v[i] - std::sqrt(a) * 0.5) / (a * 0.01 + 1.0 - a);
+    };
+    const philox_normal rng(3);
+    std::size_t steps = 0;
+    auto callback = [&](const step_info&, std::span<const double>, std::span<const double>) { ++steps; };
+    INFO("rows " << s->rows().size() << " history " << s->history_slots() << " stochastic " << s->is_stochastic());
+    s->sample(model, x, rng, ws, callback);  // warm-up: sizes the workspace's history and state once
+    const long before = allocations.load();
+    const auto r = s->sample(model, x, rng, ws, callback);
+    CHECK(r.steps_run == s->num_steps());
+    CHECK(allocations.load() - before == 0);
+  }
+}
