@@ -112,7 +112,8 @@ std::vector<double> replay(const replay_setup& r, const noise_schedule<double>& 
 /// `perturb` scales diffusers' levels by (1 + perturb[k]) to measure the step's sensitivity to float32 rounding.
 std::pair<std::vector<double>, std::vector<double>> isolated_step(const replay_setup& r, const json& rec,
                                                                   const std::vector<double>& input,
-                                                                  std::array<double, 3> perturb = {}) {
+                                                                  std::array<double, 3> perturb = {},
+                                                                  int scalar = -1, double scalar_perturb = 0.0) {
   const json& in = rec.at("internals");
   const double a_t = std::min(1.0, number(in.at("alpha_prod_t")) * (1.0 + perturb[0]));
   const double a_prev = std::min(1.0, number(in.at("alpha_prod_t_prev")) * (1.0 + perturb[1]));
@@ -125,6 +126,13 @@ std::pair<std::vector<double>, std::vector<double>> isolated_step(const replay_s
   } else {
     coeff = ddim_step(r.prediction, a_t, a_prev, sigma_choice{});
   }
+  // diffusers rounds each scalar of the step to float32 (README "Where float32 creeps in", 3): `scalar` moves one of
+  // them (√ā_t's and √(1−ā_t)'s maps into x̂0 and ε̂, and the step's three weights) by `scalar_perturb` relative.
+  double* const scalars[] = {&coeff.pred.x0_from_sample, &coeff.pred.x0_from_model, &coeff.pred.eps_from_sample,
+                             &coeff.pred.eps_from_model, &coeff.x0_weight,         &coeff.eps_weight,
+                             &coeff.sample_weight,       &coeff.noise_std,         &coeff.reeps_from_sample,
+                             &coeff.reeps_from_x0};
+  if (scalar >= 0) *scalars[scalar] *= 1.0 + scalar_perturb;
   std::vector<double> x = input;
   const std::vector<double> m = tensor(rec.at("model_output"));
   std::vector<double> x0(x.size()), scratch(x.size());
@@ -300,8 +308,9 @@ TEST_CASE("diffusers reference cases replay through skipstep", "[reference]") {
       if (cls == "DDPMScheduler") check(tr.target_timestep == in.at("prev_t").get<std::int64_t>(), "prev_t");
       // The isolated step uses diffusers' float32 levels widened to double. What remains is diffusers' float32
       // arithmetic on its scalar coefficients. Its size depends on the step's conditioning (1 − ā_t/ā_prev for a
-      // small beta, √ of a radicand near 0 for zero-SNR η = 1), so the bound is measured, not guessed: the spread
-      // of our step when each input level moves by 2 float32 ulps, times 4, plus 16 float32 ulps of magnitude.
+      // small beta, √ of a radicand near 0 for zero-SNR η = 1, 1/√ā_t amplifying x̂0's cancellation at tiny ā),
+      // so the bound is measured, not guessed: the spread of our step when each input level, and each scalar
+      // coefficient, moves by 2 float32 ulps, times 4, plus 16 float32 ulps of magnitude.
       if (documented_step_bug) continue;
       const auto [ours_prev, ours_x0] = isolated_step(r, rec, input);
       const auto ref_prev = tensor(rec.at("prev_sample"));
@@ -312,6 +321,14 @@ TEST_CASE("diffusers reference cases replay through skipstep", "[reference]") {
           std::array<double, 3> p{};
           p[static_cast<std::size_t>(k)] = sign * 0x1p-23;
           const auto [pp, px] = isolated_step(r, rec, input, p);
+          for (std::size_t e = 0; e < pp.size(); ++e)
+            spread = std::max({spread, std::abs(pp[e] - ours_prev[e]), std::abs(px[e] - ours_x0[e])});
+        }
+      // And each float32 scalar's own rounding (2 ulps), which the level perturbations do not reach: at tiny ā the
+      // rounding of √(1−ā) in x̂0 = (x − √(1−ā)·m)/√ā is amplified by 1/√ā (diffusers' float32 cancellation).
+      for (int k = 0; k < 10; ++k)
+        for (double sign : {-1.0, 1.0}) {
+          const auto [pp, px] = isolated_step(r, rec, input, {}, k, sign * 0x1p-23);
           for (std::size_t e = 0; e < pp.size(); ++e)
             spread = std::max({spread, std::abs(pp[e] - ours_prev[e]), std::abs(px[e] - ours_x0[e])});
         }
