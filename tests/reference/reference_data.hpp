@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "skipstep/schedule/noise_schedule.hpp"
+#include "skipstep/step/affine_step.hpp"
 
 namespace skipstep_reference {
 
@@ -155,6 +156,20 @@ inline double rel_dev(const std::vector<double>& a, const std::vector<double>& b
 
 inline bool all_finite(const std::vector<double>& v) {
   return std::all_of(v.begin(), v.end(), [](double e) { return std::isfinite(e); });
+}
+
+/// The scalars of an affine step that diffusers rounds to float32 (each of √ā's and √(1−ā)'s uses in the x̂0 and ε̂
+/// maps, the step's weights, the noise std): `perturbed_scalar(c, k, rel)` moves scalar k by `rel` relative, so that
+/// an isolated-step bound can measure the step's sensitivity to each rounding (at tiny ā, x̂0's float32 cancellation
+/// is amplified by 1/√ā, which moving the levels alone does not reach).
+inline constexpr int affine_scalar_count = 10;
+inline skipstep::affine_step perturbed_scalar(skipstep::affine_step c, int k, double rel) {
+  double* const scalars[] = {&c.pred.x0_from_sample, &c.pred.x0_from_model, &c.pred.eps_from_sample,
+                             &c.pred.eps_from_model, &c.x0_weight,         &c.eps_weight,
+                             &c.sample_weight,       &c.noise_std,         &c.reeps_from_sample,
+                             &c.reeps_from_x0};
+  if (k >= 0 && k < affine_scalar_count) *scalars[k] *= 1.0 + rel;
+  return c;
 }
 
 /// Per-class results of the runner (printed as one line per class).

@@ -275,23 +275,29 @@ void replay_consistency_case(const json& c, const json& tables, tally& t, const 
     std::vector<std::size_t> used{static_cast<std::size_t>(k.timesteps[i])};
     if (i + 1 < k.timesteps.size()) used.push_back(static_cast<std::size_t>(k.timesteps[i + 1]));
     if (k.tcd) used.push_back(0);
-    auto run = [&](std::size_t which, double p) {
+    auto run = [&](std::size_t which, double p, int scalar = -1, double rel = 0.0) {
       std::vector<double> perturbed = table;
       if (which < used.size()) perturbed[used[which]] *= 1.0 + p;
       const sampler one = build(k, noise_schedule<double>::from_alphas_cumprod(perturbed));
       std::vector<double> x = input, x0(input.size()), scratch(per);
-      apply_step<double>(one.coefficients()[i], x, m, k.options.processing, k.options.num_samples,
-                         given_noise<double>{z, per}, i, x0, scratch);
+      apply_step<double>(perturbed_scalar(one.coefficients()[i], scalar, rel), x, m, k.options.processing,
+                         k.options.num_samples, given_noise<double>{z, per}, i, x0, scratch);
       return std::pair{x, x0};
     };
     const auto [ours, ours_x0] = run(used.size(), 0.0);
     double spread = 0.0;
-    for (std::size_t which = 0; which < used.size(); ++which)
-      for (double p : {-2.0 * 2 * u32, 2.0 * 2 * u32}) {
+    for (double p : {-2.0 * 2 * u32, 2.0 * 2 * u32}) {
+      for (std::size_t which = 0; which < used.size(); ++which) {
         const auto [px, p0] = run(which, p);
         for (std::size_t e = 0; e < px.size(); ++e)
           spread = std::max({spread, std::abs(px[e] - ours[e]), std::abs(p0[e] - ours_x0[e])});
       }
+      for (int scalar = 0; scalar < affine_scalar_count; ++scalar) {  // each float32 scalar's own rounding
+        const auto [px, p0] = run(used.size(), 0.0, scalar, p);
+        for (std::size_t e = 0; e < px.size(); ++e)
+          spread = std::max({spread, std::abs(px[e] - ours[e]), std::abs(p0[e] - ours_x0[e])});
+      }
+    }
     const bool has_x0 = !rec.at("pred_original_sample").is_null();
     const std::vector<double> ref_x0 = has_x0 ? tensor(rec.at("pred_original_sample")) : std::vector<double>();
     double dev = 0.0;

@@ -111,7 +111,7 @@ double dpm_isolated_step(const sigma_case& s, const json& rec, const std::vector
       if (!hist[j].is_null()) recorded_d[k - hist.size() + j] = tensor(hist[j]);
   }
   const std::size_t per = m.size() / s.num_samples;
-  auto run = [&](std::size_t which, double p) {
+  auto run = [&](std::size_t which, double p, int scalar = -1, double rel = 0.0) {
     sigma_grid g = s.grid;
     if (which < g.sigmas.size()) g.sigmas[which] *= 1.0 + p;
     for (std::size_t j = 1; j < g.sigmas.size(); ++j) g.sigmas[j] = std::min(g.sigmas[j], g.sigmas[j - 1]);
@@ -130,7 +130,11 @@ double dpm_isolated_step(const sigma_case& s, const json& rec, const std::vector
     for (auto& b : ring) ptrs.push_back(b.data());
     std::vector<double> scratch(per), x0(m.size());
     const given_noise<double> recorded_noise{z, per};
-    detail::apply_row_range(one.coefficients()[k], row.extras, x.data(), m.data(), static_cast<double*>(nullptr),
+    row_extras extras = row.extras;
+    if (scalar >= affine_scalar_count && static_cast<std::size_t>(scalar - affine_scalar_count) < extras.history_reads)
+      extras.history[static_cast<std::size_t>(scalar - affine_scalar_count)].weight *= 1.0 + rel;
+    detail::apply_row_range(perturbed_scalar(one.coefficients()[k], scalar, rel), extras, x.data(), m.data(),
+                            static_cast<double*>(nullptr),
                             ptrs.data(), per, one.options().processing, recorded_noise, k, x0.data(), scratch.data(),
                             0, s.num_samples);
     if (row.extras.store_slot >= 0) store = ring[static_cast<std::size_t>(row.extras.store_slot)];
@@ -140,9 +144,13 @@ double dpm_isolated_step(const sigma_case& s, const json& rec, const std::vector
   recorded_d[k] = ref_d;
   if (ours.empty()) return 0.0;  // no recorded history for this step: covered by the trajectory
   double spread = 0.0;
-  for (std::size_t which = k >= 2 ? k - 2 : 0; which <= k + 1; ++which)
+  std::vector<std::pair<std::size_t, int>> moves;  // (level moved, scalar moved)
+  for (std::size_t which = k >= 2 ? k - 2 : 0; which <= k + 1; ++which) moves.emplace_back(which, -1);
+  for (int scalar = 0; scalar < affine_scalar_count + static_cast<int>(max_history_reads); ++scalar)
+    moves.emplace_back(s.grid.sigmas.size(), scalar);
+  for (const auto& [which, scalar] : moves)
     for (double p : {-4.0 * u32, 4.0 * u32}) {
-      const auto [px, pd] = run(which, p);
+      const auto [px, pd] = scalar < 0 ? run(which, p) : run(which, 0.0, scalar, p);
       for (std::size_t e = 0; e < px.size(); ++e) spread = std::max(spread, std::abs(px[e] - ours[e]));
       if (!pd.empty() && !ours_d.empty() && s.dpm_options.order > 1)
         for (std::size_t e = 0; e < pd.size(); ++e) spread = std::max(spread, std::abs(pd[e] - ours_d[e]));
@@ -233,7 +241,7 @@ void replay_sigma_case(const json& c, tally& t, const check_fn& check) {
     const std::vector<double> m = tensor(rec.at("model_output"));
     const std::vector<double> z = rec.at("noise").is_null() ? std::vector<double>(elements, 0.0) : tensor(rec.at("noise"));
     const double to_level = s.heun && k + 1 < rows.size() ? s.grid.sigmas[i + 1] : s.grid.sigmas[i + 1];
-    auto step = [&](double p0, double p1) {
+    auto step = [&](double p0, double p1, int scalar = -1, double rel = 0.0) {
       // A one-step grid from level i to i+1 (two steps for Heun, whose first row is the Euler half step).
       sigma_grid g{{s.grid.sigmas[i] * (1.0 + p0), to_level * (1.0 + p1)}, {s.grid.timesteps[i]}};
       if (s.flow)
@@ -249,19 +257,25 @@ void replay_sigma_case(const json& c, tally& t, const check_fn& check) {
       const level a = level_of(s, g.sigmas[0]), b = level_of(s, g.sigmas[1]);
       std::vector<double> x(input.size()), x0(input.size());
       for (std::size_t e = 0; e < x.size(); ++e) x[e] = s.flow ? input[e] : input[e] * a.alpha;
-      apply_step<double>(one.coefficients()[0], x, m, s.options.processing, s.num_samples,
-                         given_noise<double>{z, per}, 0, x0);
+      apply_step<double>(perturbed_scalar(one.coefficients()[0], scalar, rel), x, m, s.options.processing,
+                         s.num_samples, given_noise<double>{z, per}, 0, x0);
       for (double& e : x) e = s.flow ? e : e / b.alpha;
       return std::pair{x, x0};
     };
     const auto [ours, ours_x0] = step(0.0, 0.0);
     double spread = 0.0;
-    for (double p : {-2.0 * 2 * u32, 2.0 * 2 * u32})
+    for (double p : {-2.0 * 2 * u32, 2.0 * 2 * u32}) {
       for (int which = 0; which < 2; ++which) {
         const auto [px, p0] = which == 0 ? step(p, 0.0) : step(0.0, p);
         for (std::size_t e = 0; e < px.size(); ++e)
           spread = std::max({spread, std::abs(px[e] - ours[e]), std::abs(p0[e] - ours_x0[e])});
       }
+      for (int k = 0; k < affine_scalar_count; ++k) {  // each float32 scalar's own rounding
+        const auto [px, p0] = step(0.0, 0.0, k, p);
+        for (std::size_t e = 0; e < px.size(); ++e)
+          spread = std::max({spread, std::abs(px[e] - ours[e]), std::abs(p0[e] - ours_x0[e])});
+      }
+    }
     const bool churned = full.coefficients()[k].noise_std != 0.0 && s.cls == "EulerDiscreteScheduler";
     const bool compare_x0 = !rec.at("pred_original_sample").is_null() && !churned;
     const std::vector<double> ref_x0 = compare_x0 ? tensor(rec.at("pred_original_sample")) : std::vector<double>();
