@@ -52,6 +52,21 @@ struct dpm_solver_options {
 
 namespace detail {
 
+/// True for the noise-prediction members (DPM-Solver, SDE-DPM-Solver).
+[[nodiscard]] inline bool dpm_noise_space(dpm_algorithm a) noexcept {
+  return a == dpm_algorithm::dpmsolver || a == dpm_algorithm::sde_dpmsolver;
+}
+/// True for the stochastic members.
+[[nodiscard]] inline bool dpm_stochastic(dpm_algorithm a) noexcept {
+  return a == dpm_algorithm::sde_dpmsolver_pp || a == dpm_algorithm::sde_dpmsolver;
+}
+/// The sampler options a DPM-family solver runs with: its ε̂ comes from the processed x̂0 when there is processing
+/// (diffusers convert_model_output), i.e. use_clipped_model_output.
+[[nodiscard]] inline sampler_options dpm_adjusted_options(dpm_algorithm a, sampler_options o) {
+  if (dpm_noise_space(a) && !o.processing.is_identity()) o.processing.use_clipped_model_output = true;
+  return o;
+}
+
 /// (e^{−h} − 1)/h + 1 and (e^{−h} − 1 + h)/h² − ½ of DPM-Solver++'s second- and third-order terms, by their series
 /// near h = 0 (both → 0) and their limits at h = +inf (1 and −½): diffusers evaluates them as written, which is
 /// NaN at h = 0 (a repeated level).
@@ -93,14 +108,10 @@ class dpm_solver_sampler : public sampler {
       : sampler(build(grid, solver, options), adjusted(solver, options)) {}
 
  private:
-  static bool noise_space(dpm_algorithm a) { return a == dpm_algorithm::dpmsolver || a == dpm_algorithm::sde_dpmsolver; }
-  static bool stochastic(dpm_algorithm a) {
-    return a == dpm_algorithm::sde_dpmsolver_pp || a == dpm_algorithm::sde_dpmsolver;
-  }
+  static bool noise_space(dpm_algorithm a) { return detail::dpm_noise_space(a); }
+  static bool stochastic(dpm_algorithm a) { return detail::dpm_stochastic(a); }
   static sampler_options adjusted(const dpm_solver_options& solver, sampler_options o) {
-    // DPM-Solver's ε̂ comes from the processed x̂0 when there is processing (diffusers convert_model_output).
-    if (noise_space(solver.algorithm) && !o.processing.is_identity()) o.processing.use_clipped_model_output = true;
-    return o;
+    return detail::dpm_adjusted_options(solver.algorithm, o);
   }
 
   static plan build(const sigma_grid& grid, const dpm_solver_options& solver, const sampler_options& options_in) {

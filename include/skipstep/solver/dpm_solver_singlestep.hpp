@@ -109,15 +109,10 @@ class dpm_solver_singlestep_sampler : public sampler {
   [[nodiscard]] const std::vector<int>& order_list() const noexcept { return orders_; }
 
  private:
-  static bool noise_space(dpm_algorithm a) {
-    return a == dpm_algorithm::dpmsolver || a == dpm_algorithm::sde_dpmsolver;
-  }
-  static bool stochastic(dpm_algorithm a) {
-    return a == dpm_algorithm::sde_dpmsolver_pp || a == dpm_algorithm::sde_dpmsolver;
-  }
+  static bool noise_space(dpm_algorithm a) { return detail::dpm_noise_space(a); }
+  static bool stochastic(dpm_algorithm a) { return detail::dpm_stochastic(a); }
   static sampler_options adjusted(const dpm_singlestep_options& solver, sampler_options o) {
-    if (noise_space(solver.algorithm) && !o.processing.is_identity()) o.processing.use_clipped_model_output = true;
-    return o;
+    return detail::dpm_adjusted_options(solver.algorithm, o);
   }
 
   static plan build(const sigma_grid& grid, const dpm_singlestep_options& solver, const sampler_options& options_in) {

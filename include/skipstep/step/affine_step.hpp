@@ -69,6 +69,37 @@ struct step_range {
   std::size_t element_end = 0;
 };
 
+/// The per-sample bounds of the x̂0 processing: clip to [−range, range], or dynamic thresholding's
+/// s = clamp(quantile(|x̂0|, ratio), 1, max_value) over sample s (computed in `scratch`, one sample's elements) with
+/// x̂0 ← clamp(x̂0, −s, s)/s; unbounded for none. Shared by every step kernel that processes x̂0.
+template <class T>
+struct x0_bounds {
+  T lo, hi, scale;  ///< clamp bounds and the divisor.
+  bool divide;      ///< thresholding divides by `scale`.
+};
+template <class T>
+x0_bounds<T> sample_x0_bounds(const x0_processing& processing, T px, T pm, const T* xs, const T* ms, std::size_t s,
+                              std::size_t per_sample, T* scratch) {
+  x0_bounds<T> b{-std::numeric_limits<T>::infinity(), std::numeric_limits<T>::infinity(), T(1), false};
+  if (processing.mode == x0_processing::kind::clip) {
+    b.lo = static_cast<T>(-processing.clip_range);
+    b.hi = static_cast<T>(processing.clip_range);
+  } else if (processing.mode == x0_processing::kind::dynamic_threshold) {
+    for (std::size_t i = 0; i < per_sample; ++i) {
+      const std::size_t k = s * per_sample + i;
+      scratch[i] = std::abs(px * xs[k] + pm * ms[k]);
+    }
+    const double q = quantile_in_place(std::span<T>(scratch, per_sample), processing.dynamic_thresholding_ratio);
+    const double th = std::min(std::max(q, 1.0), processing.sample_max_value);
+    // A threshold below T's smallest normal (max_value = 1e-300 on floats) would divide by 0.
+    b.scale = std::max(static_cast<T>(th), std::numeric_limits<T>::min());
+    b.lo = -b.scale;
+    b.hi = b.scale;
+    b.divide = true;
+  }
+  return b;
+}
+
 /// The step over one range; arguments already validated by apply_step. `scratch` (one sample's elements) is needed
 /// for dynamic thresholding, which requires whole samples (element range = the full sample).
 template <class T, class Noise>
@@ -126,28 +157,9 @@ void apply_step_range(const affine_step& c, T* xs, const T* ms, std::size_t per_
   const T rx = static_cast<T>(c.reeps_from_sample), r0 = static_cast<T>(c.reeps_from_x0);
   const T w0 = static_cast<T>(c.x0_weight), we = static_cast<T>(c.eps_weight), wx = static_cast<T>(c.sample_weight);
   const bool reeps = processing.use_clipped_model_output;
-  const bool thresholding = processing.mode == x0_processing::kind::dynamic_threshold;
   std::array<T, noise_block> z{};
   for (std::size_t s = r.sample_begin; s < r.sample_end; ++s) {
-    T lo = -std::numeric_limits<T>::infinity(), hi = std::numeric_limits<T>::infinity(), scale = T(1);
-    bool divide = false;
-    if (processing.mode == x0_processing::kind::clip) {
-      lo = static_cast<T>(-processing.clip_range);
-      hi = static_cast<T>(processing.clip_range);
-    } else if (thresholding) {
-      for (std::size_t i = 0; i < per_sample; ++i) {
-        const std::size_t k = s * per_sample + i;
-        scratch[i] = std::abs(px * xs[k] + pm * ms[k]);
-      }
-      const double q =
-          quantile_in_place(std::span<T>(scratch, per_sample), processing.dynamic_thresholding_ratio);
-      const double th = std::min(std::max(q, 1.0), processing.sample_max_value);
-      // A threshold below T's smallest normal (max_value = 1e-300 on floats) would divide by 0.
-      scale = std::max(static_cast<T>(th), std::numeric_limits<T>::min());
-      lo = -scale;
-      hi = scale;
-      divide = true;
-    }
+    const auto [lo, hi, scale, divide] = sample_x0_bounds<T>(processing, px, pm, xs, ms, s, per_sample, scratch);
     for (std::size_t j = r.element_begin; j < r.element_end; j += noise_block) {
       const std::size_t len = std::min(noise_block, r.element_end - j);
       if constexpr (has_noise_source) {

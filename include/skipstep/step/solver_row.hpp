@@ -232,26 +232,9 @@ void apply_row_range(const affine_step& c, const row_extras& e, T* xs, const T* 
   const T u0 = static_cast<T>(e.state_from_x0), us = static_cast<T>(e.state_from_state);
   T* const store = e.store_slot >= 0 ? history[e.store_slot] : nullptr;
   const bool reeps = processing.use_clipped_model_output;
-  const bool thresholding = processing.mode == x0_processing::kind::dynamic_threshold;
   std::array<T, noise_block> z{};
   for (std::size_t s = sample_begin; s < sample_end; ++s) {
-    T lo = -std::numeric_limits<T>::infinity(), hi = std::numeric_limits<T>::infinity(), scale = T(1);
-    bool divide = false;
-    if (processing.mode == x0_processing::kind::clip) {
-      lo = static_cast<T>(-processing.clip_range);
-      hi = static_cast<T>(processing.clip_range);
-    } else if (thresholding) {
-      for (std::size_t i = 0; i < per_sample; ++i) {
-        const std::size_t k = s * per_sample + i;
-        scratch[i] = std::abs(px * xs[k] + pm * ms[k]);
-      }
-      const double q = quantile_in_place(std::span<T>(scratch, per_sample), processing.dynamic_thresholding_ratio);
-      const double th = std::min(std::max(q, 1.0), processing.sample_max_value);
-      scale = std::max(static_cast<T>(th), std::numeric_limits<T>::min());
-      lo = -scale;
-      hi = scale;
-      divide = true;
-    }
+    const auto [lo, hi, scale, divide] = sample_x0_bounds<T>(processing, px, pm, xs, ms, s, per_sample, scratch);
     for (std::size_t j = 0; j < per_sample; j += noise_block) {
       const std::size_t len = std::min(noise_block, per_sample - j);
       if constexpr (has_noise_source) {
