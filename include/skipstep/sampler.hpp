@@ -198,6 +198,9 @@ class sampler {
                               workspace.scratch.size());
       detail::check_noise_covers(fn, noise, options_.num_samples, per);
     }
+    if (first_step > num_steps())
+      detail::throw_invalid(fn, "first_step", "must be <= num_steps = " + std::to_string(num_steps()),
+                            first_step);
     // Every coefficient must be finite in the tensor's type: a float tensor cannot carry a coefficient that
     // overflows float (ε prediction at ā ≈ 1e-301, a noise std of 1e39), which would make the run silently NaN.
     if constexpr (sizeof(T) < sizeof(double)) {
@@ -213,9 +216,6 @@ class sampler {
                                  "overflows the tensor's element type (use double tensors for this schedule)", v);
       }
     }
-    if (first_step > num_steps())
-      detail::throw_invalid(fn, "first_step", "must be <= num_steps = " + std::to_string(num_steps()),
-                            first_step);
     const std::size_t first_row = row_of_step(first_step);
     if constexpr (!has_noise) {
       for (std::size_t r = first_row; r < rows_.size(); ++r)
