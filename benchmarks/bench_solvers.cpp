@@ -351,7 +351,11 @@ const noise_schedule<>& sd_schedule() {
   static const noise_schedule<> schedule = noise_schedule<>::scaled_linear(1000);
   return schedule;
 }
-sampler_options sample_prediction_eps() { return {}; }  // PNDM accepts epsilon or v only
+sampler_options v_prediction() {  // PNDM accepts epsilon or v only; with v the repeated row contracts
+  sampler_options o;
+  o.prediction = prediction_type::v;
+  return o;
+}
 sampler_options sample_prediction() {
   sampler_options o;
   o.prediction = prediction_type::sample;
@@ -477,7 +481,7 @@ void BM_Solver_DPMSingle2(benchmark::State& state) {
 }
 void BM_Solver_PNDM(benchmark::State& state) {
   const pndm_sampler s(sd_schedule(), grid_steps, true, timestep_spacing::leading, 0, final_alpha::one,
-                       sample_prediction_eps());
+                       v_prediction());
   if (!expect_row(state, s, mid_step, 3, true, false)) return;
   run_rows(state, s, {mid_step}, false, 7, no_noise{});
 }
