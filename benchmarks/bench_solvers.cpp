@@ -26,6 +26,13 @@
 //   | DPMpp2M           | x, m, H -> x, H (one ring slot: the store overwrites the slot it read)     | BM_Streams_3r2w              |
 //   | DPMpp3M           | x, m, H_{i-1}, H_{i-2} -> x, H_i (H_i overwrites H_{i-2})                  | BM_Streams_4r2w              |
 //   | SDEDPMpp2M        | x, m, H (+ z) -> x, H                                                      | BM_Streams_3r2w_Philox       |
+//   | UniPC2 (bh2)      | x, m, S, H_a, H_b -> x, S (combined new state), H_b (store over a read)   | BM_Streams_5r3w              |
+//   | UniPC3            | x, m, S, H_a, H_b, H_c -> x, S, H_c                                        | BM_Streams_6r3w              |
+//   | DEIS3             | x, m, H_a, H_b -> x, H_b                                                   | BM_Streams_4r2w              |
+//   | DPMSingle2 (block)| row 1: x, m -> x, S, H; row 2: x, m, S, H -> x (as Heun)                   | BM_Streams_2r3w + _4r1w (sum) |
+//   | PNDM (PLMS AB4)   | x, m, H_a, H_b, H_c -> x, H_c                                              | BM_Streams_5r2w              |
+//   | iPNDM             | x, m, H_a, H_b, H_c -> x, H_c                                              | BM_Streams_5r2w              |
+//   | LCM, TCD          | x, m (+ z) -> x                                                            | BM_Streams_2r1w_Philox       |
 // bytes/s counts 4 bytes per element and stream of that table (noise excluded); items/s counts elements.
 //
 // Values stay bounded with identical work per iteration: the σ-grid solvers (Euler, Euler ancestral, Heun, DPM++)
@@ -51,7 +58,13 @@
 #include <skipstep/schedule/flow_grid.hpp>
 #include <skipstep/skipstep.hpp>
 #include <skipstep/solver/dpm_solver.hpp>
+#include <skipstep/solver/consistency.hpp>
+#include <skipstep/solver/deis.hpp>
+#include <skipstep/solver/dpm_solver_singlestep.hpp>
 #include <skipstep/solver/euler.hpp>
+#include <skipstep/solver/ipndm.hpp>
+#include <skipstep/solver/pndm.hpp>
+#include <skipstep/solver/unipc.hpp>
 
 #if defined(__GNUC__) || defined(__clang__)
 #define BENCH_NOINLINE __attribute__((noinline))
@@ -143,6 +156,39 @@ BENCH_NOINLINE void streams_4r2w(float* __restrict x, const float* __restrict m,
     h2[i] = d * xv + e * mv;
   }
 }
+/// x ← a·x + b·m + c·h1 + c2·h2 + c3·h3, h3 ← d·x + e·m (in place over h3: PNDM's/iPNDM's AB4 row).
+BENCH_NOINLINE void streams_5r2w(float* __restrict x, const float* __restrict m, const float* __restrict h1,
+                                 const float* __restrict h2, float* __restrict h3, std::size_t n, float a, float b,
+                                 float c, float c2, float c3, float d, float e) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const float xv = x[i], mv = m[i];
+    x[i] = a * xv + b * mv + c * h1[i] + c2 * h2[i] + c3 * h3[i];
+    h3[i] = d * xv + e * mv;
+  }
+}
+/// x ← a·x + b·m + c·s + c2·h1 + c3·h2, s ← u_x·x + u_m·m + u_s·s + u_1·h1 + u_2·h2 (old values),
+/// h2 ← d·x + e·m (in place over h2): UniPC order 2's row, which combines a new state S.
+BENCH_NOINLINE void streams_5r3w(float* __restrict x, const float* __restrict m, float* __restrict s,
+                                 const float* __restrict h1, float* __restrict h2, std::size_t n, float a, float b,
+                                 float c, float c2, float c3, float d, float e) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const float xv = x[i], mv = m[i], sv = s[i], h1v = h1[i], h2v = h2[i];
+    x[i] = a * xv + b * mv + c * sv + c2 * h1v + c3 * h2v;
+    s[i] = e * xv + d * mv + c2 * sv + c3 * h1v + c * h2v;
+    h2[i] = d * xv + e * mv;
+  }
+}
+/// streams_5r3w with a third history stream: x, m, s, h1, h2, h3 → x, s, h3 (UniPC order 3's row).
+BENCH_NOINLINE void streams_6r3w(float* __restrict x, const float* __restrict m, float* __restrict s,
+                                 const float* __restrict h1, const float* __restrict h2, float* __restrict h3,
+                                 std::size_t n, float a, float b, float c, float c2, float c3, float d, float e) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const float xv = x[i], mv = m[i], sv = s[i], h1v = h1[i], h2v = h2[i], h3v = h3[i];
+    x[i] = a * xv + b * mv + c * sv + c2 * h1v + c3 * h2v + d * h3v;
+    s[i] = e * xv + d * mv + c2 * sv + c3 * h1v + c * h2v + b * h3v;
+    h3[i] = d * xv + e * mv;
+  }
+}
 /// streams_2r1w plus s·z over one noise block.
 BENCH_NOINLINE void streams_2r1w_z(float* __restrict x, const float* __restrict m, const float* __restrict z,
                                    std::size_t n, float a, float b, float s) {
@@ -162,7 +208,7 @@ BENCH_NOINLINE void streams_3r2w_z(float* __restrict x, const float* __restrict 
 /// Baseline coefficients: a contraction with a fixed point away from 0, all different (so that no product can be
 /// shared) and hidden from the optimizer (DoNotOptimize before the loop), as the solvers' run-time scalars are.
 struct weights {
-  float a = 0.5f, b = 0.25f, c = 0.125f, c2 = 0.0625f, d = 0.375f, e = 0.4375f, s = 0.01f;
+  float a = 0.5f, b = 0.25f, c = 0.125f, c2 = 0.0625f, c3 = 0.03125f, d = 0.375f, e = 0.4375f, s = 0.01f;
 };
 
 template <class Kernel>
@@ -197,6 +243,22 @@ void BM_Streams_4r2w(benchmark::State& state) {
               [](buffers& b, std::size_t n, const weights& k) { streams_4r2w(b[0], b[1], b[2], b[3], n, k.a, k.b, k.c, k.c2, k.d, k.e); });
 }
 
+void BM_Streams_5r2w(benchmark::State& state) {
+  run_streams(state, 5, 7, [](buffers& b, std::size_t n, const weights& k) {
+    streams_5r2w(b[0], b[1], b[2], b[3], b[4], n, k.a, k.b, k.c, k.c2, k.c3, k.d, k.e);
+  });
+}
+void BM_Streams_5r3w(benchmark::State& state) {
+  run_streams(state, 5, 8, [](buffers& b, std::size_t n, const weights& k) {
+    streams_5r3w(b[0], b[1], b[2], b[3], b[4], n, k.a, k.b, k.c, k.c2, k.c3, k.d, k.e);
+  });
+}
+void BM_Streams_6r3w(benchmark::State& state) {
+  run_streams(state, 6, 9, [](buffers& b, std::size_t n, const weights& k) {
+    streams_6r3w(b[0], b[1], b[2], b[3], b[4], b[5], n, k.a, k.b, k.c, k.c2, k.c3, k.d, k.e);
+  });
+}
+
 constexpr std::size_t block = 256;  // the engine's noise block (detail::noise_block)
 const philox_normal bench_noise{0x5EED5EED1234ABCDu};
 
@@ -226,6 +288,9 @@ BENCHMARK(BM_Streams_2r3w)->Apply(sizes);
 BENCHMARK(BM_Streams_4r1w)->Apply(sizes);
 BENCHMARK(BM_Streams_3r2w)->Apply(sizes);
 BENCHMARK(BM_Streams_4r2w)->Apply(sizes);
+BENCHMARK(BM_Streams_5r2w)->Apply(sizes);
+BENCHMARK(BM_Streams_5r3w)->Apply(sizes);
+BENCHMARK(BM_Streams_6r3w)->Apply(sizes);
 BENCHMARK(BM_Streams_2r1w_Philox)->Apply(sizes);
 BENCHMARK(BM_Streams_3r2w_Philox)->Apply(sizes);
 
@@ -285,6 +350,11 @@ void run_rows(benchmark::State& state, const sampler& s, std::vector<std::size_t
 const noise_schedule<>& sd_schedule() {
   static const noise_schedule<> schedule = noise_schedule<>::scaled_linear(1000);
   return schedule;
+}
+sampler_options v_prediction() {  // PNDM accepts epsilon or v only; with v the repeated row contracts
+  sampler_options o;
+  o.prediction = prediction_type::v;
+  return o;
 }
 sampler_options sample_prediction() {
   sampler_options o;
@@ -368,6 +438,67 @@ void BM_Solver_FlowEuler(benchmark::State& state) {
   run_rows(state, s, {0, 1}, true, 3, no_noise{});
 }
 
+unipc_options unipc(int order) {
+  unipc_options o;
+  o.order = order;
+  return o;
+}
+deis_options deis(int order) {
+  deis_options o;
+  o.order = order;
+  return o;
+}
+dpm_singlestep_options singlestep(int order) {
+  dpm_singlestep_options o;
+  o.order = order;
+  return o;
+}
+const std::vector<std::int64_t>& consistency_times(std::size_t steps) {
+  static const std::vector<std::int64_t> t8 = consistency_timesteps(1000, 8);
+  static const std::vector<std::int64_t> t50 = consistency_timesteps(1000, 50);
+  return steps == 8 ? t8 : t50;
+}
+
+void BM_Solver_UniPC2(benchmark::State& state) {
+  const unipc_sampler s(vp_grid(), unipc(2), sample_prediction());
+  if (!expect_row(state, s, mid_step, 2, true, true)) return;
+  run_rows(state, s, {mid_step}, false, 8, no_noise{});
+}
+void BM_Solver_UniPC3(benchmark::State& state) {
+  const unipc_sampler s(vp_grid(), unipc(3), sample_prediction());
+  if (!expect_row(state, s, mid_step, 3, true, true)) return;
+  run_rows(state, s, {mid_step}, false, 9, no_noise{});
+}
+void BM_Solver_DEIS3(benchmark::State& state) {
+  const deis_sampler s(vp_grid(), deis(3), sample_prediction());
+  if (!expect_row(state, s, mid_step, 2, true, false)) return;
+  run_rows(state, s, {mid_step}, false, 6, no_noise{});
+}
+void BM_Solver_DPMSingle2(benchmark::State& state) {
+  const dpm_solver_singlestep_sampler s(vp_grid(), singlestep(2), sample_prediction());
+  if (!expect_row(state, s, mid_step, 0, true, true) || !expect_row(state, s, mid_step + 1, 1, false, true)) return;
+  run_rows(state, s, {mid_step, mid_step + 1}, false, 10, no_noise{});
+}
+void BM_Solver_PNDM(benchmark::State& state) {
+  const pndm_sampler s(sd_schedule(), grid_steps, true, timestep_spacing::leading, 0, final_alpha::one,
+                       v_prediction());
+  if (!expect_row(state, s, mid_step, 3, true, false)) return;
+  run_rows(state, s, {mid_step}, false, 7, no_noise{});
+}
+void BM_Solver_iPNDM(benchmark::State& state) {
+  const ipndm_sampler s(make_ipndm_grid(grid_steps));
+  if (!expect_row(state, s, mid_step, 3, true, false)) return;
+  run_rows(state, s, {mid_step}, false, 7, no_noise{});
+}
+void BM_Solver_LCM(benchmark::State& state) {
+  const lcm_sampler s(sd_schedule(), consistency_times(8), 10.0, sample_prediction());
+  run_rows(state, s, {4}, false, 3, bench_noise);
+}
+void BM_Solver_TCD(benchmark::State& state) {
+  const tcd_sampler s(sd_schedule(), consistency_times(8), 0.3, sample_prediction());
+  run_rows(state, s, {4}, false, 3, bench_noise);
+}
+
 BENCHMARK(BM_Solver_DDIM)->Apply(sizes);
 BENCHMARK(BM_Solver_Euler)->Apply(sizes);
 BENCHMARK(BM_Solver_EulerAncestral)->Apply(sizes);
@@ -376,6 +507,14 @@ BENCHMARK(BM_Solver_DPMpp2M)->Apply(sizes);
 BENCHMARK(BM_Solver_DPMpp3M)->Apply(sizes);
 BENCHMARK(BM_Solver_SDEDPMpp2M)->Apply(sizes);
 BENCHMARK(BM_Solver_FlowEuler)->Apply(sizes);
+BENCHMARK(BM_Solver_UniPC2)->Apply(sizes);
+BENCHMARK(BM_Solver_UniPC3)->Apply(sizes);
+BENCHMARK(BM_Solver_DEIS3)->Apply(sizes);
+BENCHMARK(BM_Solver_DPMSingle2)->Apply(sizes);
+BENCHMARK(BM_Solver_PNDM)->Apply(sizes);
+BENCHMARK(BM_Solver_iPNDM)->Apply(sizes);
+BENCHMARK(BM_Solver_LCM)->Apply(sizes);
+BENCHMARK(BM_Solver_TCD)->Apply(sizes);
 
 // --- the whole sampler at n = 112: per-step overhead ----------------------------------------------------------------
 
@@ -468,5 +607,13 @@ SKIPSTEP_PER_STEP(DPMpp2M, dpm_solver_sampler(run_grid(), dpm(dpm_algorithm::dpm
 SKIPSTEP_PER_STEP(DPMpp3M, dpm_solver_sampler(run_grid(), dpm(dpm_algorithm::dpmsolver_pp, 3)), no_noise{});
 SKIPSTEP_PER_STEP(SDEDPMpp2M, dpm_solver_sampler(run_grid(), dpm(dpm_algorithm::sde_dpmsolver_pp, 2)), bench_noise);
 SKIPSTEP_PER_STEP(FlowEuler, flow_euler_sampler(run_flow_grid()), no_noise{});
+SKIPSTEP_PER_STEP(UniPC2, unipc_sampler(run_grid(), unipc(2)), no_noise{});
+SKIPSTEP_PER_STEP(UniPC3, unipc_sampler(run_grid(), unipc(3)), no_noise{});
+SKIPSTEP_PER_STEP(DEIS3, deis_sampler(run_grid(), deis(3)), no_noise{});
+SKIPSTEP_PER_STEP(DPMSingle2, dpm_solver_singlestep_sampler(run_grid(), singlestep(2)), no_noise{});
+SKIPSTEP_PER_STEP(PNDM, pndm_sampler(sd_schedule(), run_steps), no_noise{});
+SKIPSTEP_PER_STEP(iPNDM, ipndm_sampler(make_ipndm_grid(run_steps)), no_noise{});
+SKIPSTEP_PER_STEP(LCM, lcm_sampler(sd_schedule(), consistency_times(run_steps)), bench_noise);
+SKIPSTEP_PER_STEP(TCD, tcd_sampler(sd_schedule(), consistency_times(run_steps)), bench_noise);
 
 }  // namespace
