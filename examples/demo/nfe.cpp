@@ -3,14 +3,20 @@
 #include "nfe.hpp"
 
 #include <skipstep/schedule/flow_grid.hpp>
+#include <skipstep/solver/deis.hpp>
 #include <skipstep/solver/dpm_solver.hpp>
+#include <skipstep/solver/dpm_solver_singlestep.hpp>
 #include <skipstep/solver/euler.hpp>
+#include <skipstep/solver/ipndm.hpp>
+#include <skipstep/solver/pndm.hpp>
+#include <skipstep/solver/unipc.hpp>
 #include <skipstep/testing/sliced_wasserstein.hpp>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <numbers>
 #include <ostream>
 #include <stdexcept>
 #include <string_view>
@@ -38,7 +44,17 @@ std::vector<solver_spec> nfe_solvers() {
           {k::dpmpp_3m, g::karras},
           {k::sde_dpmpp_2m, g::uniform_t},
           {k::sde_dpmpp_2m, g::karras},
-          {k::flow_euler, g::flow}};
+          {k::flow_euler, g::flow},
+          {k::unipc_bh1, g::multistep},
+          {k::unipc_bh1, g::multistep_karras},
+          {k::unipc_bh2, g::multistep},
+          {k::unipc_bh2, g::multistep_karras},
+          {k::deis, g::uniform_t},
+          {k::deis, g::karras},
+          {k::dpm_single, g::uniform_t},
+          {k::dpm_single, g::karras},
+          {k::pndm, g::pndm_times},
+          {k::ipndm, g::ipndm_levels}};
 }
 
 std::string solver_label(const solver_spec& s) {
@@ -59,6 +75,18 @@ std::string solver_label(const solver_spec& s) {
       return "SDE-DPM-Solver++ 2M";
     case solver_kind::flow_euler:
       return "flow-matching Euler";
+    case solver_kind::unipc_bh1:
+      return "UniPC bh1";
+    case solver_kind::unipc_bh2:
+      return "UniPC bh2";
+    case solver_kind::deis:
+      return "DEIS (order 2)";
+    case solver_kind::dpm_single:
+      return "DPM-Solver++ 2S";
+    case solver_kind::pndm:
+      return "PNDM (PLMS)";
+    case solver_kind::ipndm:
+      return "iPNDM";
   }
   return "?";
 }
@@ -75,6 +103,14 @@ std::string grid_label(const solver_spec& s) {
       return "Karras";
     case level_grid::flow:
       return "flow path";
+    case level_grid::multistep:
+      return "multistep";
+    case level_grid::multistep_karras:
+      return "Karras ms";
+    case level_grid::pndm_times:
+      return "PNDM leading";
+    case level_grid::ipndm_levels:
+      return "iPNDM sin²";
   }
   return "?";
 }
@@ -106,6 +142,24 @@ std::string solver_tag(const solver_spec& s) {
     case solver_kind::flow_euler:
       kind = "flow_euler";
       break;
+    case solver_kind::unipc_bh1:
+      kind = "unipc_bh1";
+      break;
+    case solver_kind::unipc_bh2:
+      kind = "unipc_bh2";
+      break;
+    case solver_kind::deis:
+      kind = "deis";
+      break;
+    case solver_kind::dpm_single:
+      kind = "dpmpp2s";
+      break;
+    case solver_kind::pndm:
+      kind = "pndm";
+      break;
+    case solver_kind::ipndm:
+      kind = "ipndm";
+      break;
   }
   switch (s.grid) {
     case level_grid::uniform_skip:
@@ -117,13 +171,23 @@ std::string solver_tag(const solver_spec& s) {
     case level_grid::karras:
       return kind + "_karras";
     case level_grid::flow:
+    case level_grid::pndm_times:
+    case level_grid::ipndm_levels:
       return kind;
+    case level_grid::multistep:
+      return kind + "_multistep";
+    case level_grid::multistep_karras:
+      return kind + "_multistep_karras";
   }
   return kind;
 }
 
 std::size_t steps_for_budget(const solver_spec& s, std::size_t nfe) {
-  return s.kind == solver_kind::heun ? (nfe + 1) / 2 : nfe;
+  if (s.kind == solver_kind::heun)
+    return (nfe + 1) / 2;
+  if (s.kind == solver_kind::pndm)
+    return nfe - 1;
+  return nfe;
 }
 
 namespace {
@@ -132,11 +196,12 @@ namespace {
 /// calls mixture_predictor::evaluate with its own workspace (allocated once here), so the output does not
 /// depend on the number of threads. Declares a double time (skipstep::takes_fractional_time), as
 /// mixture_predictor does.
+template <class LevelOf = skipstep::testing::grid_levels>
 class pooled_oracle {
  public:
   using time_type = double;
 
-  pooled_oracle(const skipstep::testing::gaussian_mixture& mixture, skipstep::testing::grid_levels levels,
+  pooled_oracle(const skipstep::testing::gaussian_mixture& mixture, LevelOf levels,
                 skipstep::prediction_type target, row_pool& pool)
       : oracle_(mixture, std::move(levels), target), pool_(pool), workspaces_(pool.size()) {
     for (auto& w : workspaces_)
@@ -153,7 +218,7 @@ class pooled_oracle {
   }
 
  private:
-  skipstep::testing::mixture_predictor<skipstep::testing::grid_levels> oracle_;
+  skipstep::testing::mixture_predictor<LevelOf> oracle_;
   row_pool& pool_;
   std::vector<std::vector<double>> workspaces_;
 };
@@ -168,6 +233,12 @@ skipstep::sigma_grid make_grid(const skipstep::noise_schedule<double>& schedule,
     return skipstep::make_flow_grid(steps, o);
   }
   skipstep::sigma_grid_options o;
+  if (s.grid == level_grid::multistep || s.grid == level_grid::multistep_karras) {
+    skipstep::multistep_grid_options m;
+    if (s.grid == level_grid::multistep_karras)
+      m.levels = skipstep::sigma_spacing::karras;
+    return skipstep::make_multistep_grid(schedule, steps, m);
+  }
   if (s.grid == level_grid::karras)
     o.levels = skipstep::sigma_spacing::karras;
   return skipstep::make_sigma_grid(schedule, steps, o);
@@ -214,6 +285,23 @@ std::pair<std::size_t, double> sample_nfe_cell(const skipstep::noise_schedule<do
         skipstep::eta{0.0}, options);
     return {ddim.rows().size(), timed_sample(ddim, abar_oracle, noise, x)};
   }
+  if (s.kind == solver_kind::pndm) {
+    const skipstep::pndm_sampler pndm(schedule, steps, true /*skip_prk*/, skipstep::timestep_spacing::leading, 0,
+                                      skipstep::final_alpha::one, options);
+    return {pndm.rows().size(), timed_sample(pndm, abar_oracle, noise, x)};
+  }
+  if (s.kind == solver_kind::ipndm) {
+    // iPNDM's own (DanceDiffusion) schedule: model time t = atan2(σ, α)·2/π, so the level at t is
+    // (α, σ) = (cos(tπ/2), sin(tπ/2)); the oracle answers with the v the sampler is built for.
+    const skipstep::ipndm_grid grid = skipstep::make_ipndm_grid(steps);
+    const auto level_of = [](double t) {
+      return skipstep::level{std::cos(t * std::numbers::pi / 2.0), std::sin(t * std::numbers::pi / 2.0)};
+    };
+    options.prediction = skipstep::prediction_type::v;
+    pooled_oracle<decltype(level_of)> v(mixture, level_of, options.prediction, pool);
+    const skipstep::ipndm_sampler ip(grid, options);
+    return {ip.rows().size(), timed_sample(ip, v, noise, x)};
+  }
   const skipstep::sigma_grid grid = make_grid(schedule, s, steps);
   if (s.kind == solver_kind::flow_euler) {
     options.prediction = skipstep::prediction_type::flow;
@@ -234,6 +322,23 @@ std::pair<std::size_t, double> sample_nfe_cell(const skipstep::noise_schedule<do
     case solver_kind::heun: {
       const skipstep::heun_sampler h(grid, options);
       return {h.rows().size(), timed_sample(h, eps, noise, x)};
+    }
+    case solver_kind::unipc_bh1:
+    case solver_kind::unipc_bh2: {
+      const skipstep::unipc_sampler u(
+          grid,
+          skipstep::unipc_options{.variant = s.kind == solver_kind::unipc_bh1 ? skipstep::unipc_variant::bh1
+                                                                              : skipstep::unipc_variant::bh2},
+          options);
+      return {u.rows().size(), timed_sample(u, eps, noise, x)};
+    }
+    case solver_kind::deis: {
+      const skipstep::deis_sampler d(grid, skipstep::deis_options{}, options);
+      return {d.rows().size(), timed_sample(d, eps, noise, x)};
+    }
+    case solver_kind::dpm_single: {
+      const skipstep::dpm_solver_singlestep_sampler d(grid, skipstep::dpm_singlestep_options{}, options);
+      return {d.rows().size(), timed_sample(d, eps, noise, x)};
     }
     default: {
       const skipstep::dpm_solver_sampler d(grid, dpm_options(s.kind), options);
@@ -375,7 +480,8 @@ void print_nfe_table(std::ostream& os, const dataset& set, std::size_t dataset_i
   os << "Heun makes 2N − 1 model evaluations for N steps: its columns run N = ⌊(NFE + 1)/2⌋ steps, i.e. "
      << heun
      << "\nevaluations (odd budgets exactly, even ones one under). Every other solver makes one evaluation "
-        "per step.\n"
+        "per step, except PNDM (PLMS: N + 1 evaluations for N steps, run at N = NFE − 1).\n"
+        "LCM and TCD are not in the table: they need a distilled (consistency) model, which the oracle is not.\n"
         "\"NFE to 2×floor\": the evaluations of the first column at or below twice the floor; * = a "
         "component got no\n"
         "samples.\n";

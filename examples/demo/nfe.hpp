@@ -38,6 +38,12 @@ enum class solver_kind {
   dpmpp_3m,      ///< the same, order 3.
   sde_dpmpp_2m,  ///< the same, algorithm sde_dpmsolver_pp, order 2 (stochastic).
   flow_euler,    ///< skipstep::flow_euler_sampler on a rectified-flow path of the same data.
+  unipc_bh1,     ///< skipstep::unipc_sampler, variant bh1, order 2 with corrector (Zhao et al. 2023).
+  unipc_bh2,     ///< the same, variant bh2 (diffusers' default).
+  deis,          ///< skipstep::deis_sampler, order 2 (Zhang & Chen 2023), default options.
+  dpm_single,    ///< skipstep::dpm_solver_singlestep_sampler, DPM-Solver++ order 2 (midpoint), default options.
+  pndm,          ///< skipstep::pndm_sampler, PLMS (skip_prk): N + 1 evaluations for N steps.
+  ipndm,         ///< skipstep::ipndm_sampler on make_ipndm_grid(N) (v prediction).
 };
 
 /// Where a row's levels come from.
@@ -47,6 +53,10 @@ enum class level_grid {
   uniform_t,  ///< make_sigma_grid(schedule, N): model times linspace(0, T − 1, N), σ̃ interpolated, last 0.
   karras,     ///< the same with sigma_spacing::karras (ρ = 7, σ̃ from the table's max to its min), last 0.
   flow,       ///< make_flow_grid(N): s = linspace(1, 1/T, N) (shift 1), last 0; α = 1 − s, σ = s.
+  multistep,  ///< make_multistep_grid(schedule, N): diffusers' multistep linspace model times, last 0.
+  multistep_karras,  ///< the same with sigma_spacing::karras, last 0.
+  pndm_times,        ///< pndm_timesteps(T, N) (leading spacing), integer model times, final ā = 1.
+  ipndm_levels,      ///< make_ipndm_grid(N): σ = sin²(sπ/2) on s = linspace(1, 0, N + 1), α = √(1 − σ²).
 };
 
 /// One row of the table.
@@ -67,7 +77,7 @@ struct solver_spec {
 
 /// The step count a budget of `nfe` model evaluations buys: N = nfe, except Heun (2N − 1 evaluations for N
 /// steps), which gets N = ⌊(nfe + 1)/2⌋, the most steps within the budget (odd budgets exactly, even ones one
-/// evaluation under).
+/// evaluation under), and PNDM's PLMS (N + 1 evaluations for N steps), which gets N = nfe − 1.
 [[nodiscard]] std::size_t steps_for_budget(const solver_spec& s, std::size_t nfe);
 
 /// One cell of the table.
