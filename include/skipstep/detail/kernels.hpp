@@ -74,6 +74,13 @@ enum class row_store {
   in_place,  ///< D into the slot of a history term the row reads (read first, then overwritten).
 };
 
+/// What a solver row does with its saved state S (see fused_row_kernel).
+enum class row_state {
+  keep,     ///< S is left as it is (it may still be read, with ReadState).
+  save,     ///< S ← x (the value before the update).
+  combine,  ///< S ← u_x·x + u_m·m + u_S·S + Σ_j u_j·h_j + u_p·p (old values; UniPC's corrected sample).
+};
+
 /// The scalars of fused_row_kernel, already folded in double and cast to T.
 template <class T>
 struct fused_row_weights {
@@ -85,16 +92,22 @@ struct fused_row_weights {
   T store_sample;        ///< d_a, the weight of x in D.
   T store_model;         ///< d_b, the weight of m in D.
   T noise;               ///< σ_z, the weight of z.
+  T state_sample;        ///< u_x (with u_0·px folded in), the weight of x in the new S (row_state::combine).
+  T state_model;         ///< u_m (with u_0·pm folded in), the weight of m in the new S.
+  T state_state;         ///< u_S, the weight of the old S in the new S.
+  T state_history[4];    ///< u_j, the weights of h0..h3 in the new S.
+  T state_in_place;      ///< u_p, the weight of p (before it is overwritten) in the new S.
 };
 
 /// A solver row without x̂0 processing, fused: one pass over memory, i < n,
 ///   x[i] ← a·x[i] + b·m[i] + w_S·S[i] + Σ_{j<Reads} w_j·h_j[i] + w_p·p[i] + σ_z·z[i],
 ///   then p[i] ← D (Store = in_place) or d[i] ← D (separate), D = d_a·x[i] + d_b·m[i] (old x), and S[i] ← x[i] (old)
-///   with SaveState,
+///   with State = save, or S[i] ← u_x·x[i] + u_m·m[i] + u_S·S[i] + Σ_j u_j·h_j[i] + u_p·p[i] (all old values) with
+///   State = combine,
 /// each term present only when its compile-time flag is (ReadState: w_S·S; Noise: σ_z·z over one noise block). `p`
 /// and `d` are the same pointer `out` (the history slot D goes to). Every stream is a distinct buffer, hence the
 /// restrict pointers; the row dispatcher (apply_row_range) checks that no read-only history is the slot written.
-template <std::size_t Reads, row_store Store, bool ReadState, bool SaveState, bool Noise, class T>
+template <std::size_t Reads, row_store Store, bool ReadState, row_state State, bool Noise, class T>
 SKIPSTEP_KERNEL_NOINLINE void fused_row_kernel(T* SKIPSTEP_RESTRICT x, const T* SKIPSTEP_RESTRICT m,
                                                T* SKIPSTEP_RESTRICT state, const T* SKIPSTEP_RESTRICT h0,
                                                const T* SKIPSTEP_RESTRICT h1, const T* SKIPSTEP_RESTRICT h2,
@@ -112,10 +125,20 @@ SKIPSTEP_KERNEL_NOINLINE void fused_row_kernel(T* SKIPSTEP_RESTRICT x, const T* 
     if constexpr (Reads > 3) v += c.history[3] * h3[i];
     if constexpr (Store == row_store::in_place) v += c.in_place * out[i];
     if constexpr (Noise) v += c.noise * z[i];
+    T next{};
+    if constexpr (State == row_state::combine) {  // from the old S, h_j and p, before anything below writes
+      next = c.state_sample * xv + c.state_model * mv + c.state_state * state[i];
+      if constexpr (Reads > 0) next += c.state_history[0] * h0[i];
+      if constexpr (Reads > 1) next += c.state_history[1] * h1[i];
+      if constexpr (Reads > 2) next += c.state_history[2] * h2[i];
+      if constexpr (Reads > 3) next += c.state_history[3] * h3[i];
+      if constexpr (Store == row_store::in_place) next += c.state_in_place * out[i];
+    }
     // x first: in this order GCC 12 keeps x and m in registers for D instead of loading them again.
     x[i] = v;
     if constexpr (Store != row_store::none) out[i] = c.store_sample * xv + c.store_model * mv;
-    if constexpr (SaveState) state[i] = xv;
+    if constexpr (State == row_state::save) state[i] = xv;
+    if constexpr (State == row_state::combine) state[i] = next;
   }
 }
 

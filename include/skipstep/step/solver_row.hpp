@@ -105,24 +105,39 @@ void with_store(row_store s, F&& f) {
   }
 }
 
+/// Calls f(std::integral_constant<row_state, s>{}).
+template <class F>
+void with_state(row_state s, F&& f) {
+  switch (s) {
+    case row_state::keep: f(std::integral_constant<row_state, row_state::keep>{}); break;
+    case row_state::save: f(std::integral_constant<row_state, row_state::save>{}); break;
+    case row_state::combine: f(std::integral_constant<row_state, row_state::combine>{}); break;
+  }
+}
+
 /// A fused_row_kernel instantiation.
 template <class T>
 using fused_row_fn = void (*)(T*, const T*, T*, const T*, const T*, const T*, const T*, T*, const T*, std::size_t,
                               fused_row_weights<T>) noexcept;
 
-/// The fused_row_kernel for `reads` read-only history streams, the store and state flags, with or without noise
-/// (independent of the noise source's type, so that every source shares the same instantiations).
+/// The fused_row_kernel for `reads` read-only history streams, the store, the state read and the state update,
+/// with or without noise (independent of the noise source's type, so that every source shares the same
+/// instantiations). Combined states are instantiated only for the shape a predictor-corrector row has (it reads S
+/// and stores D); nullptr for the others, which take the general loop.
 template <class T, bool Noisy>
-fused_row_fn<T> select_fused_row_kernel(std::size_t reads, row_store store, bool read_state, bool save_state) {
+fused_row_fn<T> select_fused_row_kernel(std::size_t reads, row_store store, bool read_state, row_state state) {
   fused_row_fn<T> kernel = nullptr;
   with_read_count(reads, [&](auto r) {
     with_store(store, [&](auto st) {
       with_flag(read_state, [&](auto rs) {
-        with_flag(save_state, [&](auto ss) {
+        with_state(state, [&](auto ss) {
           constexpr std::size_t R = decltype(r)::value;
           constexpr row_store S = decltype(st)::value;
-          if constexpr (R + (S == row_store::in_place ? 1 : 0) <= max_history_reads)
-            kernel = &fused_row_kernel<R, S, decltype(rs)::value, decltype(ss)::value, Noisy, T>;
+          constexpr bool RS = decltype(rs)::value;
+          constexpr row_state U = decltype(ss)::value;
+          if constexpr (R + (S == row_store::in_place ? 1 : 0) <= max_history_reads &&
+                        (U != row_state::combine || (RS && S != row_store::none)))
+            kernel = &fused_row_kernel<R, S, RS, U, Noisy, T>;
         });
       });
     });
@@ -135,14 +150,15 @@ fused_row_fn<T> select_fused_row_kernel(std::size_t reads, row_store store, bool
 /// with a = w0·px + we·ε_x + wx, b = w0·pm + we·ε_m, d_a = d_x + d_0·px, d_b = d_m + d_0·pm folded once in double
 /// (ε_x, ε_m: ε̂'s coefficients, re-derived from x̂0 with use_clipped_model_output), specialised at compile time on
 /// the number of read-only history streams, on whether D overwrites a slot the row reads, goes to another slot or
-/// nowhere, and on whether S is read and saved. x̂0 for a callback is written by a pass before (it does not change
-/// the new sample). Returns false, doing nothing, when the row needs the general loop (x̂0 processing, or a history
-/// slot read twice where one of the reads is the slot written, or a combined new state S).
+/// nowhere, on whether S is read, and on whether S is kept, saved or combined (the combination folded the same way:
+/// u_x + u_0·px, u_m + u_0·pm). x̂0 for a callback is written by a pass before (it does not change the new
+/// sample). Returns false, doing nothing, when the row needs the general loop (x̂0 processing, a history slot read
+/// twice where one of the reads is the slot written, or a combined state in a row that does not read S or store D).
 template <class T, class Noise>
 bool apply_fused_row_range(const affine_step& c, const row_extras& e, T* xs, const T* ms, T* state,
                            T* const* history, std::size_t per_sample, const x0_processing& processing, Noise& noise,
                            std::size_t step_index, T* x0_out, std::size_t sample_begin, std::size_t sample_end) {
-  if (processing.mode != x0_processing::kind::none || e.combine_state) return false;  // general loop
+  if (processing.mode != x0_processing::kind::none) return false;  // general loop
   using noise_t = std::remove_cvref_t<Noise>;
   constexpr bool has_noise_source = !std::is_same_v<noise_t, no_noise>;
   const bool draw = has_noise_source && c.noise_std != 0.0;
@@ -157,8 +173,10 @@ bool apply_fused_row_range(const affine_step& c, const row_extras& e, T* xs, con
       if (in_place) return false;
       in_place = true;
       w.in_place = static_cast<T>(e.history[j].weight);
+      w.state_in_place = static_cast<T>(e.history[j].state_weight);
     } else {
       h[reads] = buffer;
+      w.state_history[reads] = static_cast<T>(e.history[j].state_weight);
       w.history[reads++] = static_cast<T>(e.history[j].weight);
     }
   }
@@ -172,9 +190,18 @@ bool apply_fused_row_range(const affine_step& c, const row_extras& e, T* xs, con
   w.store_sample = static_cast<T>(e.store_sample + e.store_x0 * px);
   w.store_model = static_cast<T>(e.store_model + e.store_x0 * pm);
   w.noise = static_cast<T>(c.noise_std);
-  const bool read_state = state != nullptr && e.state_weight != 0.0;
-  const bool save_state = state != nullptr && e.save_state;
+  w.state_sample = static_cast<T>(e.state_from_sample + e.state_from_x0 * px);
+  w.state_model = static_cast<T>(e.state_from_model + e.state_from_x0 * pm);
+  w.state_state = static_cast<T>(e.state_from_state);
+  const bool combine = state != nullptr && e.combine_state;
+  // A combined state reads S whatever w_S is (the kernel's ReadState term then adds 0·S).
+  const bool read_state = state != nullptr && (e.state_weight != 0.0 || combine);
+  const row_state state_update =
+      state == nullptr ? row_state::keep
+                       : (combine ? row_state::combine : (e.save_state ? row_state::save : row_state::keep));
   const row_store store = out == nullptr ? row_store::none : (in_place ? row_store::in_place : row_store::separate);
+  const fused_row_fn<T> quiet = select_fused_row_kernel<T, false>(reads, store, read_state, state_update);
+  if (quiet == nullptr) return false;  // a combined state without a store: general loop
 
   const std::size_t first = sample_begin * per_sample, count = (sample_end - sample_begin) * per_sample;
   if (x0_out != nullptr)
@@ -184,9 +211,9 @@ bool apply_fused_row_range(const affine_step& c, const row_extras& e, T* xs, con
     kernel(xs + k, ms + k, at(state, k), at(h[0], k), at(h[1], k), at(h[2], k), at(h[3], k), at(out, k), z, len, w);
   };
   if (!draw) {
-    pass(select_fused_row_kernel<T, false>(reads, store, read_state, save_state), first, count, nullptr);
+    pass(quiet, first, count, nullptr);
   } else if constexpr (has_noise_source) {
-    const fused_row_fn<T> kernel = select_fused_row_kernel<T, true>(reads, store, read_state, save_state);
+    const fused_row_fn<T> kernel = select_fused_row_kernel<T, true>(reads, store, read_state, state_update);
     std::array<T, noise_block> z{};
     for (std::size_t s = sample_begin; s < sample_end; ++s)
       for (std::size_t j = 0; j < per_sample; j += noise_block) {
