@@ -85,9 +85,13 @@ x0_bounds<T> sample_x0_bounds(const x0_processing& processing, T px, T pm, const
     b.lo = static_cast<T>(-processing.clip_range);
     b.hi = static_cast<T>(processing.clip_range);
   } else if (processing.mode == x0_processing::kind::dynamic_threshold) {
+    // NaN (a model that returned NaN) is stored as +inf: std::nth_element needs a strict weak order, and NaN would
+    // break it (undefined behaviour, in practice scans past the range). The NaN elements stay NaN in x̂0 (clamp
+    // keeps NaN), so the sample still carries them (check_finite reports them), as torch.quantile's NaN would.
     for (std::size_t i = 0; i < per_sample; ++i) {
       const std::size_t k = s * per_sample + i;
-      scratch[i] = std::abs(px * xs[k] + pm * ms[k]);
+      const T a = std::abs(px * xs[k] + pm * ms[k]);
+      scratch[i] = std::isnan(a) ? std::numeric_limits<T>::infinity() : a;
     }
     const double q = quantile_in_place(std::span<T>(scratch, per_sample), processing.dynamic_thresholding_ratio);
     const double th = std::min(std::max(q, 1.0), processing.sample_max_value);
