@@ -115,24 +115,30 @@ SKIPSTEP_KERNEL_NOINLINE void fused_row_kernel(T* SKIPSTEP_RESTRICT x, const T* 
                                                const T* SKIPSTEP_RESTRICT z, std::size_t n,
                                                const fused_row_weights<T> c) noexcept {
   static_assert(Reads <= 4, "fused_row_kernel: at most 4 read-only history streams");
+  constexpr bool reads_state = ReadState || State == row_state::combine;
   for (std::size_t i = 0; i < n; ++i) {
+    // Every input is loaded once, before any store (the store slot p may be one the row reads).
     const T xv = x[i], mv = m[i];
+    const T sv = reads_state ? state[i] : T{};
+    const T pv = Store == row_store::in_place ? out[i] : T{};
+    const T h0v = Reads > 0 ? h0[i] : T{}, h1v = Reads > 1 ? h1[i] : T{};
+    const T h2v = Reads > 2 ? h2[i] : T{}, h3v = Reads > 3 ? h3[i] : T{};
     T v = c.sample * xv + c.model * mv;
-    if constexpr (ReadState) v += c.state * state[i];
-    if constexpr (Reads > 0) v += c.history[0] * h0[i];
-    if constexpr (Reads > 1) v += c.history[1] * h1[i];
-    if constexpr (Reads > 2) v += c.history[2] * h2[i];
-    if constexpr (Reads > 3) v += c.history[3] * h3[i];
-    if constexpr (Store == row_store::in_place) v += c.in_place * out[i];
+    if constexpr (ReadState) v += c.state * sv;
+    if constexpr (Reads > 0) v += c.history[0] * h0v;
+    if constexpr (Reads > 1) v += c.history[1] * h1v;
+    if constexpr (Reads > 2) v += c.history[2] * h2v;
+    if constexpr (Reads > 3) v += c.history[3] * h3v;
+    if constexpr (Store == row_store::in_place) v += c.in_place * pv;
     if constexpr (Noise) v += c.noise * z[i];
     T next{};
-    if constexpr (State == row_state::combine) {  // from the old S, h_j and p, before anything below writes
-      next = c.state_sample * xv + c.state_model * mv + c.state_state * state[i];
-      if constexpr (Reads > 0) next += c.state_history[0] * h0[i];
-      if constexpr (Reads > 1) next += c.state_history[1] * h1[i];
-      if constexpr (Reads > 2) next += c.state_history[2] * h2[i];
-      if constexpr (Reads > 3) next += c.state_history[3] * h3[i];
-      if constexpr (Store == row_store::in_place) next += c.state_in_place * out[i];
+    if constexpr (State == row_state::combine) {  // from the old S, h_j and p
+      next = c.state_sample * xv + c.state_model * mv + c.state_state * sv;
+      if constexpr (Reads > 0) next += c.state_history[0] * h0v;
+      if constexpr (Reads > 1) next += c.state_history[1] * h1v;
+      if constexpr (Reads > 2) next += c.state_history[2] * h2v;
+      if constexpr (Reads > 3) next += c.state_history[3] * h3v;
+      if constexpr (Store == row_store::in_place) next += c.state_in_place * pv;
     }
     // x first: in this order GCC 12 keeps x and m in registers for D instead of loading them again.
     x[i] = v;
