@@ -37,21 +37,21 @@ using namespace skipstep;
 
 struct mix {
   noise_schedule<double> schedule = noise_schedule<>::scaled_linear(1000);
-  std::vector<std::unique_ptr<sampler>> solvers;
+  std::vector<std::shared_ptr<const sampler>> solvers;
   mix() {
     sampler_options o;
     o.prediction = prediction_type::sample;
-    solvers.push_back(std::make_unique<ddim_sampler>(schedule, timestep_schedule::trailing(1000, 50), eta{0.0}, o));
-    solvers.push_back(std::make_unique<ddim_sampler>(schedule, timestep_schedule::trailing(1000, 20), eta{1.0}, o));
-    solvers.push_back(std::make_unique<ddpm_sampler>(schedule, timestep_schedule::leading(1000, 30),
+    solvers.push_back(std::make_shared<ddim_sampler>(schedule, timestep_schedule::trailing(1000, 50), eta{0.0}, o));
+    solvers.push_back(std::make_shared<ddim_sampler>(schedule, timestep_schedule::trailing(1000, 20), eta{1.0}, o));
+    solvers.push_back(std::make_shared<ddpm_sampler>(schedule, timestep_schedule::leading(1000, 30),
                                                      variance_type::fixed_small, o));
-    solvers.push_back(std::make_unique<euler_ancestral_sampler>(make_sigma_grid(schedule, 25), 1.0, o));
-    solvers.push_back(std::make_unique<dpm_solver_sampler>(make_multistep_grid(schedule, 40), dpm_solver_options{}, o));
-    solvers.push_back(std::make_unique<unipc_sampler>(make_multistep_grid(schedule, 16), unipc_options{}, o));
+    solvers.push_back(std::make_shared<euler_ancestral_sampler>(make_sigma_grid(schedule, 25), 1.0, o));
+    solvers.push_back(std::make_shared<dpm_solver_sampler>(make_multistep_grid(schedule, 40), dpm_solver_options{}, o));
+    solvers.push_back(std::make_shared<unipc_sampler>(make_multistep_grid(schedule, 16), unipc_options{}, o));
     deis_options d;
     d.order = 3;
-    solvers.push_back(std::make_unique<deis_sampler>(make_multistep_grid(schedule, 35), d, o));
-    solvers.push_back(std::make_unique<heun_sampler>(make_sigma_grid(schedule, 8), o));  // 15 rows
+    solvers.push_back(std::make_shared<deis_sampler>(make_multistep_grid(schedule, 35), d, o));
+    solvers.push_back(std::make_shared<heun_sampler>(make_sigma_grid(schedule, 8), o));  // 15 rows
   }
   std::size_t rows() const {
     std::size_t r = 0;

@@ -39,7 +39,7 @@ constexpr double c0 = 20.0, c1 = 5.0;  // ms
 double cost(std::size_t b) { return c0 + c1 * std::sqrt(static_cast<double>(b)); }
 
 struct job {
-  std::unique_ptr<sampler> solver;
+  std::shared_ptr<const sampler> solver;
   std::string name;
   double arrival = 0.0;  // ms
   std::uint64_t seed = 0;
@@ -121,12 +121,12 @@ int main(int argc, char** argv) {
     j.seed = 5000 + k;
     const std::size_t steps = 8 + static_cast<std::size_t>(uniform2 * 42.999);
     switch (k % 6) {
-      case 0: j.solver = std::make_unique<ddim_sampler>(schedule, timestep_schedule::trailing(1000, steps)); j.name = "DDIM"; break;
-      case 1: j.solver = std::make_unique<ddpm_sampler>(schedule, timestep_schedule::leading(1000, steps)); j.name = "DDPM"; break;
-      case 2: j.solver = std::make_unique<dpm_solver_sampler>(make_multistep_grid(schedule, steps)); j.name = "DPM++2M"; break;
-      case 3: j.solver = std::make_unique<unipc_sampler>(make_multistep_grid(schedule, steps)); j.name = "UniPC"; break;
-      case 4: j.solver = std::make_unique<euler_ancestral_sampler>(make_sigma_grid(schedule, steps), 1.0); j.name = "EulerA"; break;
-      default: j.solver = std::make_unique<heun_sampler>(make_sigma_grid(schedule, steps / 2 + 1)); j.name = "Heun"; break;
+      case 0: j.solver = std::make_shared<ddim_sampler>(schedule, timestep_schedule::trailing(1000, steps)); j.name = "DDIM"; break;
+      case 1: j.solver = std::make_shared<ddpm_sampler>(schedule, timestep_schedule::leading(1000, steps)); j.name = "DDPM"; break;
+      case 2: j.solver = std::make_shared<dpm_solver_sampler>(make_multistep_grid(schedule, steps)); j.name = "DPM++2M"; break;
+      case 3: j.solver = std::make_shared<unipc_sampler>(make_multistep_grid(schedule, steps)); j.name = "UniPC"; break;
+      case 4: j.solver = std::make_shared<euler_ancestral_sampler>(make_sigma_grid(schedule, steps), 1.0); j.name = "EulerA"; break;
+      default: j.solver = std::make_shared<heun_sampler>(make_sigma_grid(schedule, steps / 2 + 1)); j.name = "Heun"; break;
     }
     j.x_T.resize(n);
     philox_normal(j.seed + 1'000'000).fill(std::span<double>(j.x_T), 0, 0);

@@ -365,52 +365,54 @@ class sampler {
   /// x holds options().num_samples samples; `noise` is drawn inside the pass, so it must not throw (philox_normal
   /// after its limits were checked, a noexcept callable, given_noise checked up front) for x to stay consistent.
   /// A learned-variance DDPM (output_factor() = 2) takes m = [m_b; v_b] per sample. Throws std::invalid_argument
-  /// (naming apply_row) for a bad row index or buffer size, before anything is written. No allocation.
+  /// (std::out_of_range for r ≥ rows().size()), naming "<sampler>::apply_row", for a bad row index or buffer
+  /// size, before anything is written. No allocation.
   template <TensorElement T, class Noise = no_noise>
   void apply_row(std::size_t r, std::span<T> x, std::span<const T> m, Noise&& noise,
                  sampler_workspace<T>& workspace, std::span<T> x0_out = {}) const {
-    const std::string_view fn = "apply_row";
+    const auto fn = [this] { return std::string(name_) + "::apply_row"; };  // built only when it throws
     using noise_t = std::remove_cvref_t<Noise>;
     static_assert(std::is_same_v<noise_t, no_noise> || NoiseSource<noise_t, T>,
                   "skipstep::sampler::apply_row: noise must be no_noise or a NoiseSource");
-    detail::check_index(fn, "r", r, rows_.size(), "rows().size()");
+    if (r >= rows_.size())
+      detail::throw_out_of_range(fn(), "r", "must be < rows().size() = " + std::to_string(rows_.size()), r);
     if (x.empty() || x.size() % options_.num_samples != 0)
-      detail::throw_invalid(fn, "x.size()",
+      detail::throw_invalid(fn(), "x.size()",
                             "must be a positive multiple of num_samples = " + std::to_string(options_.num_samples),
                             x.size());
     if (m.size() != output_factor() * x.size())
-      detail::throw_invalid(fn, "m.size()",
+      detail::throw_invalid(fn(), "m.size()",
                             "must equal " + std::to_string(output_factor()) + " * x.size() = " +
                                 std::to_string(output_factor() * x.size()),
                             m.size());
     if (!x0_out.empty() && x0_out.size() != x.size())
-      detail::throw_invalid(fn, "x0_out.size()", "must be 0 or x.size() = " + std::to_string(x.size()),
+      detail::throw_invalid(fn(), "x0_out.size()", "must be 0 or x.size() = " + std::to_string(x.size()),
                             x0_out.size());
     if (uses_state_ && workspace.state.size() != x.size())
-      detail::throw_invalid(fn, "workspace.state.size()",
+      detail::throw_invalid(fn(), "workspace.state.size()",
                             "must equal x.size() = " + std::to_string(x.size()) + " (see prepare_workspace)",
                             workspace.state.size());
     if (workspace.history.size() < history_slots_ * x.size())
-      detail::throw_invalid(fn, "workspace.history.size()",
+      detail::throw_invalid(fn(), "workspace.history.size()",
                             "must hold history_slots() * x.size() = " + std::to_string(history_slots_ * x.size()) +
                                 " (see prepare_workspace)",
                             workspace.history.size());
     const std::size_t per = x.size() / options_.num_samples;
     if (options_.processing.mode == x0_processing::kind::dynamic_threshold && workspace.scratch.size() < per)
-      detail::throw_invalid(fn, "workspace.scratch.size()",
+      detail::throw_invalid(fn(), "workspace.scratch.size()",
                             "must hold one sample (" + std::to_string(per) + " elements) for dynamic thresholding",
                             workspace.scratch.size());
     std::array<T*, max_history_slots> history{};
     for (std::size_t k = 0; k < history_slots_; ++k) history[k] = workspace.history.data() + k * x.size();
     if constexpr (!std::is_same_v<noise_t, no_noise>) {
       if (row_draws_noise(r)) {
-        detail::check_noise_covers(fn, noise, options_.num_samples, per);
+        if constexpr (detail::is_given_noise<noise_t>) detail::check_noise_covers(fn(), noise, options_.num_samples, per);
         run_row(r, x, m, noise, history.data(), workspace, x0_out);
         return;
       }
     } else {
       if (row_draws_noise(r))
-        detail::throw_invalid(fn, "noise", "is no_noise but step " + std::to_string(rows_[r].step) + " adds noise",
+        detail::throw_invalid(fn(), "noise", "is no_noise but step " + std::to_string(rows_[r].step) + " adds noise",
                               "no_noise");
     }
     no_noise none;

@@ -67,23 +67,24 @@ constexpr std::size_t n = dim * rows;
 /// per step (Heun, PNDM with its Runge–Kutta warm-up, single-step DPM-Solver 2).
 struct zoo {
   noise_schedule<double> schedule = noise_schedule<>::scaled_linear(1000);
-  std::vector<std::unique_ptr<sampler>> solvers;
+  // shared_ptr, not unique_ptr<sampler>: sampler has no virtual destructor, and shared_ptr keeps the derived deleter.
+  std::vector<std::shared_ptr<const sampler>> solvers;
   zoo() {
-    solvers.push_back(std::make_unique<ddim_sampler>(schedule, timestep_schedule::trailing(1000, 10)));
-    solvers.push_back(std::make_unique<ddim_sampler>(schedule, timestep_schedule::leading(1000, 7), eta{1.0}));
-    solvers.push_back(std::make_unique<ddpm_sampler>(schedule, timestep_schedule::leading(1000, 12)));
-    solvers.push_back(std::make_unique<euler_ancestral_sampler>(make_sigma_grid(schedule, 9), 1.0));
-    solvers.push_back(std::make_unique<dpm_solver_sampler>(make_multistep_grid(schedule, 11)));
-    solvers.push_back(std::make_unique<unipc_sampler>(make_multistep_grid(schedule, 8)));
+    solvers.push_back(std::make_shared<ddim_sampler>(schedule, timestep_schedule::trailing(1000, 10)));
+    solvers.push_back(std::make_shared<ddim_sampler>(schedule, timestep_schedule::leading(1000, 7), eta{1.0}));
+    solvers.push_back(std::make_shared<ddpm_sampler>(schedule, timestep_schedule::leading(1000, 12)));
+    solvers.push_back(std::make_shared<euler_ancestral_sampler>(make_sigma_grid(schedule, 9), 1.0));
+    solvers.push_back(std::make_shared<dpm_solver_sampler>(make_multistep_grid(schedule, 11)));
+    solvers.push_back(std::make_shared<unipc_sampler>(make_multistep_grid(schedule, 8)));
     deis_options d;
     d.order = 3;
-    solvers.push_back(std::make_unique<deis_sampler>(make_multistep_grid(schedule, 13), d));
-    solvers.push_back(std::make_unique<ipndm_sampler>(make_ipndm_grid(9), sampler_options{}));
-    solvers.push_back(std::make_unique<heun_sampler>(make_sigma_grid(schedule, 6)));
-    solvers.push_back(std::make_unique<pndm_sampler>(schedule, 10, /*skip_prk_steps=*/false));
-    solvers.push_back(std::make_unique<dpm_solver_singlestep_sampler>(make_multistep_grid(schedule, 8)));
+    solvers.push_back(std::make_shared<deis_sampler>(make_multistep_grid(schedule, 13), d));
+    solvers.push_back(std::make_shared<ipndm_sampler>(make_ipndm_grid(9), sampler_options{}));
+    solvers.push_back(std::make_shared<heun_sampler>(make_sigma_grid(schedule, 6)));
+    solvers.push_back(std::make_shared<pndm_sampler>(schedule, 10, /*skip_prk_steps=*/false));
+    solvers.push_back(std::make_shared<dpm_solver_singlestep_sampler>(make_multistep_grid(schedule, 8)));
     const auto lcm_ts = consistency_timesteps(1000, 4);
-    solvers.push_back(std::make_unique<lcm_sampler>(schedule, std::span<const std::int64_t>(lcm_ts)));
+    solvers.push_back(std::make_shared<lcm_sampler>(schedule, std::span<const std::int64_t>(lcm_ts)));
   }
 };
 
