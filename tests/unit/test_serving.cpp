@@ -124,7 +124,10 @@ struct arrival {
 /// Serves `arrivals` through a batch of `capacity` slots; returns each request's result by arrival index.
 std::vector<std::vector<double>> serve(const zoo& z, oracle& model, const std::vector<arrival>& arrivals,
                                        std::size_t capacity, thread_pool* pool) {
-  serving::batch<double> b(capacity, n, serving::batch_options{pool});
+  serving::batch_options options;
+  options.pool = pool;
+  options.parallel_min_elements = 0;  // split even these small steps over the threads
+  serving::batch<double> b(capacity, n, options);
   std::vector<std::vector<double>> results(arrivals.size());
   std::vector<std::vector<double>> starts;
   for (const arrival& a : arrivals) starts.push_back(initial(a.seed));

@@ -70,9 +70,12 @@ template <class F>
 /// How a batch runs.
 struct batch_options {
   /// Opt-in: step the slots over this pool's threads (one slot per task; each slot's row on one thread, so the
-  /// bits do not depend on the thread count). Small batches (fewer than parallel_step_min_elements elements to
-  /// step) run on the calling thread. The network call is always made on the calling thread.
+  /// bits do not depend on the thread count). Small batches (fewer than parallel_min_elements elements to step)
+  /// run on the calling thread. The network call is always made on the calling thread.
   thread_pool* pool = nullptr;
+  /// With a pool, the fewest elements (unfinished slots × sample_size) a step splits over its threads: below it,
+  /// waking the workers costs more than they save (default parallel_step_min_elements = 65536; 0: always).
+  std::size_t parallel_min_elements = parallel_step_min_elements;
   /// Check every unfinished slot's model output for NaN / Inf before any slot is stepped (one vectorized read of
   /// the output; std::domain_error names the slot, its request, its step, the element and the value, and the
   /// batch is left as it was before the call). Off: a NaN propagates into that request's sample only.
@@ -279,7 +282,7 @@ class batch {
     };
     thread_pool* const pool = options_.pool;
     if (pool != nullptr && pool->size() > 1 && result.stepped > 1 &&
-        result.stepped * n_ >= parallel_step_min_elements) {
+        result.stepped * n_ >= options_.parallel_min_elements) {
       auto task = [&](std::size_t j, std::size_t) { step_slot(order_[j]); };
       pool->run(result.stepped, task);
     } else {
