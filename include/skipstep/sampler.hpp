@@ -203,19 +203,7 @@ class sampler {
                             first_step);
     // Every coefficient must be finite in the tensor's type: a float tensor cannot carry a coefficient that
     // overflows float (ε prediction at ā ≈ 1e-301, a noise std of 1e39), which would make the run silently NaN.
-    if constexpr (sizeof(T) < sizeof(double)) {
-      for (std::size_t r = row_of_step(first_step); r < rows_.size(); ++r) {
-        const affine_step& c = coefficients_[r];
-        const row_extras& e = rows_[r].extras;
-        const double values[] = {c.sample_coeff(), c.model_coeff(), c.noise_std, c.x0_weight, c.eps_weight,
-                                 c.sample_weight, c.pred.x0_from_sample, c.pred.x0_from_model,
-                                 e.state_weight, e.store_sample, e.store_model, e.store_x0};
-        for (double v : values)
-          if (!std::isfinite(static_cast<T>(v)))
-            detail::throw_domain(fn, "a coefficient of " + step_where(rows_[r].step),
-                                 "overflows the tensor's element type (use double tensors for this schedule)", v);
-      }
-    }
+    check_coefficients_fit<T>(fn, first_step);
     const std::size_t first_row = row_of_step(first_step);
     if constexpr (!has_noise) {
       for (std::size_t r = first_row; r < rows_.size(); ++r)
@@ -267,7 +255,7 @@ class sampler {
       const solver_row& row = rows_[r];
       const std::size_t i = row.step;
       const step_transition& tr = transitions_[i];
-      auto run_row = [&](std::span<const T> m) {
+      auto evaluate_row = [&](std::span<const T> m) {
         if (m.size() != factor * xs.size())
           detail::throw_invalid(fn, "model output size at " + step_where(i),
                                 "must equal " + std::string(factor == 2 ? "2 * " : "") +
@@ -275,20 +263,7 @@ class sampler {
                                 m.size());
         if (options_.check_finite) detail::check_all_finite(fn, m, "model output", i, tr.timestep);
         auto step_with = [&](auto&& source) {
-          if (!row.extras.is_plain())
-            detail::apply_row_range(coefficients_[r], row.extras, xs.data(), m.data(),
-                                    row.extras.uses_state() ? workspace.state.data() : nullptr, history.data(),
-                                    xs.size() / options_.num_samples, options_.processing, source, i,
-                                    x0_out.empty() ? nullptr : x0_out.data(), workspace.scratch.data(), 0,
-                                    options_.num_samples);
-          else if (!posteriors_.empty())
-            learned_variance_step(i, xs, m, source, x0_out, std::span<T>(workspace.scratch));
-          else if (workspace.pool != nullptr)
-            parallel_apply_step(*workspace.pool, coefficients_[r], xs, m, options_.processing,
-                                options_.num_samples, source, i, x0_out, std::span<T>(workspace.scratch));
-          else
-            apply_step(coefficients_[r], xs, m, options_.processing, options_.num_samples, source, i, x0_out,
-                       std::span<T>(workspace.scratch));
+          run_row(r, xs, m, source, history.data(), workspace, x0_out);
         };
         if constexpr (has_noise) {
           if (row_draws_noise(r)) {
@@ -312,10 +287,10 @@ class sampler {
       }();
       if constexpr (WritingPredictor<F, X>) {
         predictor(std::as_const(x), time, std::span<T>(workspace.model_output));
-        run_row(std::span<const T>(workspace.model_output));
+        evaluate_row(std::span<const T>(workspace.model_output));
       } else {
         const auto out = predictor(std::as_const(x), time);
-        run_row(elements(out));
+        evaluate_row(elements(out));
       }
       if (!row.ends_step) continue;
       ++result.steps_run;
@@ -344,6 +319,104 @@ class sampler {
     auto workspace = make_workspace(std::as_const(x));
     return sample(std::forward<F>(predictor), x, std::forward<Noise>(noise), workspace,
                   std::forward<Callback>(callback), first_step);
+  }
+
+  /// True when some row reads or writes the saved state S of a multi-stage step (the workspace's `state`).
+  [[nodiscard]] bool uses_state() const noexcept { return uses_state_; }
+
+  /// Sizes `workspace.state` and `workspace.history` for samples of `size` elements as this plan needs them
+  /// (S: size elements when uses_state(); the ring: history_slots() · size), as `sample` does on first use. It
+  /// allocates only when a buffer's capacity is short, so a workspace reused across samplers stops allocating
+  /// once it has held the largest plan. The other buffers are left as they are.
+  template <TensorElement T>
+  void prepare_workspace(sampler_workspace<T>& workspace, std::size_t size) const {
+    if (uses_state_ && workspace.state.size() != size) workspace.state.assign(size, T(0));
+    if (history_slots_ > 0 && workspace.history.size() != history_slots_ * size)
+      workspace.history.assign(history_slots_ * size, T(0));
+  }
+
+  /// Throws std::domain_error, naming `function` and the step, if a coefficient of a row of steps first_step..N−1
+  /// is not finite in T (a float tensor cannot carry a coefficient that overflows float: ε prediction at
+  /// ā ≈ 1e-301, a noise std of 1e39, which would make the run silently NaN). `sample` checks this itself.
+  template <class T>
+  void check_coefficients_fit(std::string_view function, std::size_t first_step) const {
+    if constexpr (sizeof(T) < sizeof(double)) {
+      for (std::size_t r = row_of_step(first_step); r < rows_.size(); ++r) {
+        const affine_step& c = coefficients_[r];
+        const row_extras& e = rows_[r].extras;
+        const double values[] = {c.sample_coeff(), c.model_coeff(), c.noise_std, c.x0_weight, c.eps_weight,
+                                 c.sample_weight, c.pred.x0_from_sample, c.pred.x0_from_model,
+                                 e.state_weight, e.store_sample, e.store_model, e.store_x0};
+        for (double v : values)
+          if (!std::isfinite(static_cast<T>(v)))
+            detail::throw_domain(function, "a coefficient of " + step_where(rows_[r].step),
+                                 "overflows the tensor's element type (use double tensors for this schedule)", v);
+      }
+    }
+  }
+
+  /// Row r of the plan on x, given the model output m the network returned at rows()[r].model_time for this x:
+  ///   x ← core_r(x, m, P(x̂0), ε̂, z) + w_S·S + Σ_j w_j·H[slot_j]   (step/solver_row.hpp),
+  /// storing D into the ring and S as the row says, on `workspace.state` / `workspace.history` (see
+  /// prepare_workspace), with z from `noise` at (sample b, step rows()[r].step, element) when the row adds noise.
+  /// This is exactly the update `sample` applies after its model call (the same function, hence the same bits):
+  /// the entry point for a caller that runs its own loop, e.g. serving::batch, which steps many requests with one
+  /// network call. Rows must be applied in order 0, 1, ... (or from row_of_step(first_step)) on one workspace.
+  /// x holds options().num_samples samples; `noise` is drawn inside the pass, so it must not throw (philox_normal
+  /// after its limits were checked, a noexcept callable, given_noise checked up front) for x to stay consistent.
+  /// A learned-variance DDPM (output_factor() = 2) takes m = [m_b; v_b] per sample. Throws std::invalid_argument
+  /// (std::out_of_range for r ≥ rows().size()), naming "<sampler>::apply_row", for a bad row index or buffer
+  /// size, before anything is written. No allocation.
+  template <TensorElement T, class Noise = no_noise>
+  void apply_row(std::size_t r, std::span<T> x, std::span<const T> m, Noise&& noise,
+                 sampler_workspace<T>& workspace, std::span<T> x0_out = {}) const {
+    const auto fn = [this] { return std::string(name_) + "::apply_row"; };  // built only when it throws
+    using noise_t = std::remove_cvref_t<Noise>;
+    static_assert(std::is_same_v<noise_t, no_noise> || NoiseSource<noise_t, T>,
+                  "skipstep::sampler::apply_row: noise must be no_noise or a NoiseSource");
+    if (r >= rows_.size())
+      detail::throw_out_of_range(fn(), "r", "must be < rows().size() = " + std::to_string(rows_.size()), r);
+    if (x.empty() || x.size() % options_.num_samples != 0)
+      detail::throw_invalid(fn(), "x.size()",
+                            "must be a positive multiple of num_samples = " + std::to_string(options_.num_samples),
+                            x.size());
+    if (m.size() != output_factor() * x.size())
+      detail::throw_invalid(fn(), "m.size()",
+                            "must equal " + std::to_string(output_factor()) + " * x.size() = " +
+                                std::to_string(output_factor() * x.size()),
+                            m.size());
+    if (!x0_out.empty() && x0_out.size() != x.size())
+      detail::throw_invalid(fn(), "x0_out.size()", "must be 0 or x.size() = " + std::to_string(x.size()),
+                            x0_out.size());
+    if (uses_state_ && workspace.state.size() != x.size())
+      detail::throw_invalid(fn(), "workspace.state.size()",
+                            "must equal x.size() = " + std::to_string(x.size()) + " (see prepare_workspace)",
+                            workspace.state.size());
+    if (workspace.history.size() < history_slots_ * x.size())
+      detail::throw_invalid(fn(), "workspace.history.size()",
+                            "must hold history_slots() * x.size() = " + std::to_string(history_slots_ * x.size()) +
+                                " (see prepare_workspace)",
+                            workspace.history.size());
+    const std::size_t per = x.size() / options_.num_samples;
+    if (options_.processing.mode == x0_processing::kind::dynamic_threshold && workspace.scratch.size() < per)
+      detail::throw_invalid(fn(), "workspace.scratch.size()",
+                            "must hold one sample (" + std::to_string(per) + " elements) for dynamic thresholding",
+                            workspace.scratch.size());
+    std::array<T*, max_history_slots> history{};
+    for (std::size_t k = 0; k < history_slots_; ++k) history[k] = workspace.history.data() + k * x.size();
+    if constexpr (!std::is_same_v<noise_t, no_noise>) {
+      if (row_draws_noise(r)) {
+        if constexpr (detail::is_given_noise<noise_t>) detail::check_noise_covers(fn(), noise, options_.num_samples, per);
+        run_row(r, x, m, noise, history.data(), workspace, x0_out);
+        return;
+      }
+    } else {
+      if (row_draws_noise(r))
+        detail::throw_invalid(fn(), "noise", "is no_noise but step " + std::to_string(rows_[r].step) + " adds noise",
+                              "no_noise");
+    }
+    no_noise none;
+    run_row(r, x, m, none, history.data(), workspace, x0_out);
   }
 
  protected:
@@ -420,6 +493,29 @@ class sampler {
   }
 
  private:
+  /// Row r's update (see apply_row): the solver-row kernels, or for a plain row the single-step kernels (threaded
+  /// over workspace.pool when it has one), or the learned-variance step. `history` points at the ring's buffers.
+  template <class T, class Source>
+  void run_row(std::size_t r, std::span<T> xs, std::span<const T> m, Source& source, T* const* history,
+               sampler_workspace<T>& workspace, std::span<T> x0_out) const {
+    const solver_row& row = rows_[r];
+    const std::size_t i = row.step;
+    if (!row.extras.is_plain())
+      detail::apply_row_range(coefficients_[r], row.extras, xs.data(), m.data(),
+                              row.extras.uses_state() ? workspace.state.data() : nullptr, history,
+                              xs.size() / options_.num_samples, options_.processing, source, i,
+                              x0_out.empty() ? nullptr : x0_out.data(), workspace.scratch.data(), 0,
+                              options_.num_samples);
+    else if (!posteriors_.empty())
+      learned_variance_step(i, xs, m, source, x0_out, std::span<T>(workspace.scratch));
+    else if (workspace.pool != nullptr)
+      parallel_apply_step(*workspace.pool, coefficients_[r], xs, m, options_.processing, options_.num_samples,
+                          source, i, x0_out, std::span<T>(workspace.scratch));
+    else
+      apply_step(coefficients_[r], xs, m, options_.processing, options_.num_samples, source, i, x0_out,
+                 std::span<T>(workspace.scratch));
+  }
+
   /// Learned-variance DDPM step (model output per sample: [m_b; v_b]): each sample b is stepped on its own, with
   /// noise stream b scaled elementwise by posterior.learned_noise_std(type, v).
   template <class T, class Noise>

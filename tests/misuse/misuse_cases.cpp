@@ -35,7 +35,10 @@
 #include <typeinfo>
 #include <vector>
 
+#include "skipstep/schedule/sigma_grid.hpp"
+#include "skipstep/serving/batch.hpp"
 #include "skipstep/skipstep.hpp"
+#include "skipstep/solver/dpm_solver.hpp"
 #include "skipstep/testing/gaussian_mixture.hpp"
 #include "skipstep/testing/sliced_wasserstein.hpp"
 
@@ -1162,6 +1165,86 @@ const misuse_case cases[] = {
            pool.run(10, task);
          expect(k % 2 == 1 || sum == 45, "tasks lost");
        }
+     }},
+
+    // serving::batch (continuous batching)
+    {"serving.admit_full",
+     [] {
+       const ddim_sampler s(sched(), steps10());
+       const dvec x = start<double>(8);
+       serving::batch<double> b(1, 8);
+       b.admit({&s, x, 1, 0, 1});
+       expect_error<IA>([&] { (void)b.admit({&s, x, 2, 0, 2}); }, "serving::batch::admit", "size()", "1");
+     }},
+    {"serving.admit_size_mismatch",
+     [] {
+       const ddim_sampler s(sched(), steps10());
+       const dvec x = start<double>(9);
+       serving::batch<double> b(2, 8);
+       expect_error<IA>([&] { (void)b.admit({&s, x, 1, 0, 1}); }, "serving::batch::admit",
+                        "request.initial.size()", "9");
+     }},
+    {"serving.admit_null_solver",
+     [] {
+       const dvec x = start<double>(8);
+       serving::batch<double> b(2, 8);
+       expect_error<IA>([&] { (void)b.admit({nullptr, x, 1, 0, 1}); }, "serving::batch::admit", "request.solver",
+                        "nullptr");
+     }},
+    {"serving.retire_unknown_and_empty",
+     [] {
+       serving::batch<double> b(2, 8);
+       expect_error<std::out_of_range>([&] { b.retire(2); }, "serving::batch::retire", "slot", "2");
+       expect_error<IA>([&] { b.retire(1); }, "serving::batch::retire", "slot", "1");
+     }},
+    {"serving.step_empty",
+     [] {
+       serving::batch<double> b(2, 8);
+       auto net = [](std::span<const double>, std::span<const double>, std::span<double>) {};
+       expect_error<IA>([&] { (void)b.step(net); }, "serving::batch::step", "size()", "0");
+     }},
+    {"serving.model_nan_untouched",
+     [] {
+       const ddim_sampler s(sched(), steps10());
+       const dvec x = start<double>(8);
+       serving::batch<double> b(2, 8);
+       b.admit({&s, x, 1, 0, 7});
+       auto net = [](std::span<const double>, std::span<const double>, std::span<double> out) {
+         std::fill(out.begin(), out.end(), 0.25);
+         out[3] = std::numeric_limits<double>::quiet_NaN();
+       };
+       expect_error<DE>([&] { (void)b.step(net); }, "serving::batch::step", "slot 0 (request id 7", "nan");
+       expect_same_bits<double>(b.sample(0), x, "a slot after a rejected step");
+     }},
+    {"serving.bit_identical_and_guarded",
+     [] {
+       const dpm_solver_sampler dpm(make_multistep_grid(sched(), 10));
+       const ddpm_sampler ddpm(sched(), steps10());
+       const dvec x1 = start<double>(8), x2 = start<double>(8, 1.0);
+       dvec r1 = x1, r2 = x2;
+       auto one = [](const dvec& v, double t, std::span<double> out) { smooth<double>{}(v, static_cast<std::int64_t>(t), out); };
+       dpm.sample(one, r1);
+       ddpm.sample(one, r2, philox_normal(3));
+       serving::batch<double> b(3, 8);
+       b.admit({&ddpm, x2, 3, 0, 2});
+       b.admit({&dpm, x1, 0, 0, 1});
+       auto net = serving::per_sample([](std::span<const double> v, double t, std::span<double> out) {
+         smooth<double>{}(v, static_cast<std::int64_t>(t), out);
+       });
+       while (b.unfinished() > 0) (void)b.step(net);
+       expect_same_bits<double>(b.sample(0), r2, "ddpm in a batch");
+       expect_same_bits<double>(b.sample(1), r1, "dpm-solver++ in a batch");
+     }},
+    {"serving.apply_row_bad_buffers",
+     [] {
+       const dpm_solver_sampler dpm(make_multistep_grid(sched(), 10));
+       dvec x = start<double>(8), m(8, 0.0);
+       sampler_workspace<double> ws(8);
+       expect_error<IA>([&] { dpm.apply_row(0, std::span<double>(x), std::span<const double>(m), no_noise{}, ws); },
+                        "dpm_solver_sampler::apply_row", "workspace.history.size()", "0");
+       expect_error<std::out_of_range>(
+           [&] { dpm.apply_row(10, std::span<double>(x), std::span<const double>(m), no_noise{}, ws); },
+           "dpm_solver_sampler::apply_row", "r", "10");
      }},
 
     // samplers
