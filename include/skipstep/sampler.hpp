@@ -117,6 +117,14 @@ sampler_workspace(const X&) -> sampler_workspace<tensor_value_t<X>>;
 /// A configured sampler: the list of step transitions and their coefficients, plus the loop.
 class sampler {
  public:
+  /// Virtual: a derived sampler (dpm_solver_singlestep_sampler keeps its order list) may be owned through a
+  /// `std::unique_ptr<sampler>` or `std::shared_ptr<sampler>` (serving batches, config loaders) and destroyed there.
+  virtual ~sampler() = default;
+  sampler(const sampler&) = default;             ///< Copies the plan (samplers are immutable values).
+  sampler(sampler&&) noexcept = default;         ///< Moves the plan.
+  sampler& operator=(const sampler&) = default;  ///< Copies the plan.
+  sampler& operator=(sampler&&) noexcept = default;  ///< Moves the plan.
+
   /// The transitions (levels) of every step.
   [[nodiscard]] const std::vector<step_transition>& transitions() const noexcept { return transitions_; }
   /// The coefficients of every step, computed in double at construction.

@@ -7,11 +7,15 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
+#include <type_traits>
 #include <stdexcept>
 #include <vector>
 
 #include "check_error.hpp"
 #include "skipstep/skipstep.hpp"
+#include "skipstep/schedule/sigma_grid.hpp"
+#include "skipstep/solver/dpm_solver_singlestep.hpp"
 
 using namespace skipstep;
 using Catch::Matchers::Contains;
@@ -339,4 +343,16 @@ TEST_CASE("dynamic thresholding of a NaN model output stays defined: NaN stays N
   checked.check_finite = true;
   std::vector<double> y = start<double>(n);
   CHECK_THROWS_AS(ddim_sampler(sched, ts, eta{0.0}, checked).sample(nan_model, y), std::domain_error);
+}
+
+TEST_CASE("a derived sampler owned through a pointer to sampler is destroyed whole", "[reliability][sampler]") {
+  // sampler has a virtual destructor: dpm_solver_singlestep_sampler's order list is freed through unique_ptr<sampler>
+  // (without it, LeakSanitizer in the ASan stage reports the vector as leaked).
+  static_assert(std::has_virtual_destructor_v<sampler>);
+  const auto sched = noise_schedule<>::linear(1000);
+  std::unique_ptr<sampler> owned =
+      std::make_unique<dpm_solver_singlestep_sampler>(make_multistep_grid(sched, 10));
+  CHECK(owned->num_steps() == 10);
+  owned.reset();
+  CHECK(owned == nullptr);
 }
