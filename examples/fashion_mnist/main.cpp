@@ -41,8 +41,8 @@ namespace fs = std::filesystem;
 namespace {
 
 struct config {
-  std::size_t n = 1000;       ///< samples per cell, S < 1000
-  std::size_t n1000 = 100;    ///< samples per cell, S = 1000
+  std::size_t n = 400;        ///< samples per cell, S < 1000
+  std::size_t n1000 = 50;     ///< samples per cell, S = 1000
   std::size_t batch = 250;
   std::size_t workers = 2;
   std::uint64_t seed = 2026;
@@ -64,8 +64,8 @@ const char* usage =
     "  trained Fashion-MNIST DDPM (DDIM sampler, T = 1000, linear betas) and prints FID in the classifier's feature\n"
     "  space against the 10000 test images, with the noise floor (N real training images vs the test set) and the\n"
     "  seed spread, wall times, speed-ups and skipstep's share of the sampling time.\n"
-    "  --n N        samples per cell for S < 1000 (default 1000; --quick 50)\n"
-    "  --n1000 N    samples per cell for S = 1000 (default 100; --quick 10). S = 1000 is the same timestep list for\n"
+    "  --n N        samples per cell for S < 1000 (default 400; --quick 50)\n"
+    "  --n1000 N    samples per cell for S = 1000 (default 50; --quick 10). S = 1000 is the same timestep list for\n"
     "               both skips (every t), so it is sampled once and shown in both tables\n"
     "  --batch B    images per network call (default 250)\n"
     "  --workers W  std::threads running batches side by side, one intra-op thread each (default 2)\n"
@@ -293,7 +293,7 @@ int main(int argc, char** argv) try {
 
   // Forward cost of the network, measured here (median of timed calls; 2 workers: throughput side by side).
   if (cfg.bench) {
-    std::cout << "\nnetwork forward, ms per image (median of timed calls after a warm-up):\n"
+    std::cout << "\nnetwork forward, ms per image (median of timed calls after 3 warm-up calls):\n"
               << "   batch   1 thread   2 intra-op threads   2 workers x 1 thread (throughput)\n";
     nlohmann::json bench = nlohmann::json::array();
     for (std::size_t b : {std::size_t(1), std::size_t(16), std::size_t(64), std::size_t(256)}) {
