@@ -1,0 +1,252 @@
+#!/usr/bin/python3
+"""Train skipstep's real-network fixtures on Debian's dataset-fashion-mnist (CPU, fixed seeds).
+
+Produces, in --out (default: this directory):
+  eps_unet.pt     TorchScript ε-network  forward(x: [B,1,28,28] float32 in [-1,1] scale, t: [B] timesteps) -> ε
+                  (DDPM, T = 1000, linear betas 1e-4..0.02, EMA weights)
+  classifier.pt   TorchScript classifier forward(x) -> logits [B,10], features(x) -> [B,128] penultimate
+                  features (the quality metric's feature space: FID / KID)
+  train_record.json  the command, epochs, wall times, losses and the classifier's test accuracy
+
+The learning rate is constant (no schedule depends on the epoch count), so a run stopped after K epochs with
+--max-minutes writes the same files as `--epochs K` (same seeds, same thread count).
+"""
+import argparse, gzip, json, math, os, sys, time
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DATA = "/usr/share/datasets/fashion-mnist"
+
+
+def load_idx(name):
+    with gzip.open(os.path.join(DATA, name), "rb") as f:
+        raw = f.read()
+    magic = int.from_bytes(raw[0:4], "big")
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load_split(split):
+    prefix = "train" if split == "train" else "t10k"
+    x = load_idx(f"{prefix}-images-idx3-ubyte.gz").astype(np.float32) / 127.5 - 1.0  # [-1, 1]
+    y = load_idx(f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
+    return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
+
+
+# ---------------------------------------------------------------- the ε-network: a small U-Net
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.to(torch.float32).unsqueeze(1) * freqs.unsqueeze(0)
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, tdim: int):
+        super().__init__()
+        self.n1 = nn.GroupNorm(8, cin)
+        self.c1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.t = nn.Linear(tdim, cout)
+        self.n2 = nn.GroupNorm(8, cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x, temb):
+        h = self.c1(F.silu(self.n1(x)))
+        h = h + self.t(temb)[:, :, None, None]
+        h = self.c2(F.silu(self.n2(h)))
+        return h + self.skip(x)
+
+
+class EpsUNet(nn.Module):
+    """2×2 pixel-unshuffle stem (28×28×1 → 14×14×4), levels 14 and 7 with 32 / 64 channels, no attention."""
+
+    def __init__(self, c1: int = 32, c2: int = 64, tdim: int = 128):
+        super().__init__()
+        self.tdim = tdim
+        self.temb = nn.Sequential(nn.Linear(tdim, tdim), nn.SiLU(), nn.Linear(tdim, tdim))
+        self.stem = nn.Conv2d(4, c1, 3, padding=1)
+        self.d1a = ResBlock(c1, c1, tdim)
+        self.d1b = ResBlock(c1, c1, tdim)
+        self.down = nn.Conv2d(c1, c2, 3, stride=2, padding=1)
+        self.d2a = ResBlock(c2, c2, tdim)
+        self.d2b = ResBlock(c2, c2, tdim)
+        self.mid = ResBlock(c2, c2, tdim)
+        self.up = nn.Conv2d(c2, c1, 3, padding=1)
+        self.u1a = ResBlock(2 * c1, c1, tdim)
+        self.u1b = ResBlock(c1, c1, tdim)
+        self.out_norm = nn.GroupNorm(8, c1)
+        self.out = nn.Conv2d(c1, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        temb = self.temb(timestep_embedding(t, self.tdim))
+        h = self.stem(F.pixel_unshuffle(x, 2))
+        h = self.d1a(h, temb)
+        s1 = self.d1b(h, temb)
+        h = self.down(s1)
+        h = self.d2a(h, temb)
+        h = self.d2b(h, temb)
+        h = self.mid(h, temb)
+        h = self.up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        h = self.u1a(torch.cat([h, s1], dim=1), temb)
+        h = self.u1b(h, temb)
+        return F.pixel_shuffle(self.out(F.silu(self.out_norm(h))), 2)
+
+
+# ---------------------------------------------------------------- the metric's classifier
+class Classifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU())
+        self.head = nn.Linear(128, 10)
+
+    @torch.jit.export
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x))
+
+
+def train_classifier(xtr, ytr, xte, yte, epochs, log):
+    torch.manual_seed(1)
+    net = Classifier()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(2)
+    for ep in range(epochs):
+        perm = torch.randperm(len(xtr), generator=g)
+        net.train()
+        for i in range(0, len(xtr), 128):
+            idx = perm[i:i + 128]
+            loss = F.cross_entropy(net(xtr[idx]), ytr[idx])
+            opt.zero_grad(); loss.backward(); opt.step()
+        net.eval()
+        with torch.no_grad():
+            acc = sum((net(xte[i:i + 1000]).argmax(1) == yte[i:i + 1000]).sum().item()
+                      for i in range(0, len(xte), 1000)) / len(xte)
+        log(f"classifier epoch {ep + 1}/{epochs}: last loss {loss.item():.4f}, test accuracy {acc:.4f}")
+    return net, acc
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=30, help="ε-network epochs (at most)")
+    ap.add_argument("--max-minutes", type=float, default=0.0,
+                    help="stop after the last epoch that fits in this wall time (0: no limit); the record says "
+                         "how many epochs ran, and --epochs K reproduces the result")
+    ap.add_argument("--classifier-epochs", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--bench-iters", type=int, default=0, help="time this many training iterations and exit")
+    ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    t_start = time.time()
+
+    def log(msg):
+        print(f"[{time.time() - t_start:8.1f} s] {msg}", flush=True)
+
+    xtr, ytr = load_split("train")
+    xte, yte = load_split("test")
+    T = 1000
+    betas = torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
+    abar = torch.cumprod(1.0 - betas, 0)
+    sqrt_ab = abar.sqrt().float()
+    sqrt_1mab = (1.0 - abar).sqrt().float()
+
+    torch.manual_seed(0)
+    net = EpsUNet()
+    ema = EpsUNet()
+    ema.load_state_dict(net.state_dict())
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    nparams = sum(p.numel() for p in net.parameters())
+    log(f"ε-network parameters: {nparams}, threads {torch.get_num_threads()}")
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    g = torch.Generator().manual_seed(3)
+
+    def train_iter(idx):
+        x0 = xtr[idx]
+        t = torch.randint(0, T, (len(idx),), generator=g)
+        eps = torch.randn(x0.shape, generator=g)
+        xt = sqrt_ab[t][:, None, None, None] * x0 + sqrt_1mab[t][:, None, None, None] * eps
+        loss = F.mse_loss(net(xt, t), eps)
+        opt.zero_grad(); loss.backward(); opt.step()
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.mul_(args.ema).add_(p, alpha=1.0 - args.ema)
+        return loss.item()
+
+    if args.bench_iters:
+        perm = torch.randperm(len(xtr), generator=g)
+        train_iter(perm[:args.batch])
+        t0 = time.time()
+        for k in range(args.bench_iters):
+            train_iter(perm[(k + 1) * args.batch:(k + 2) * args.batch])
+        dt = (time.time() - t0) / args.bench_iters
+        print(f"threads {args.threads}: {dt:.3f} s/iter, {dt * math.ceil(len(xtr) / args.batch) / 60:.2f} min/epoch")
+        return
+
+    os.makedirs(args.out, exist_ok=True)
+    record = {"command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+              "torch": torch.__version__, "threads": args.threads, "dataset": DATA,
+              "eps_network": {"parameters": nparams, "T": T, "betas": "linear 1e-4..0.02", "ema": args.ema,
+                              "batch": args.batch, "lr": args.lr, "optimizer": "Adam, constant lr",
+                              "seeds": "torch.manual_seed(0) init, Generator(3) data/t/noise", "epochs": []},
+              }
+
+    def write_record():
+        tmp = os.path.join(args.out, "train_record.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(record, f, indent=2)
+        os.replace(tmp, os.path.join(args.out, "train_record.json"))
+
+    # The classifier first: it is cheap, and the table needs it whatever the ε-network's epoch count.
+    tc = time.time()
+    clf, acc = train_classifier(xtr, ytr, xte, yte, args.classifier_epochs, log)
+    clf.eval()
+    tmp = os.path.join(args.out, "classifier.pt.tmp")
+    torch.jit.script(clf).save(tmp)
+    os.replace(tmp, os.path.join(args.out, "classifier.pt"))
+    record["classifier"] = {"epochs": args.classifier_epochs, "test_accuracy": acc, "wall_s": time.time() - tc,
+                            "features": 128, "seeds": "torch.manual_seed(1) init, Generator(2) order"}
+    write_record()
+
+    te = time.time()
+    epoch_times = []
+    for ep in range(args.epochs):
+        if args.max_minutes and epoch_times and \
+                (time.time() - t_start) + max(epoch_times) > args.max_minutes * 60:
+            log(f"stopping before epoch {ep + 1}: the next epoch would pass --max-minutes {args.max_minutes}")
+            break
+        t0 = time.time()
+        perm = torch.randperm(len(xtr), generator=g)
+        net.train()
+        total, n = 0.0, 0
+        for i in range(0, len(xtr), args.batch):
+            total += train_iter(perm[i:i + args.batch]); n += 1
+        epoch_times.append(time.time() - t0)
+        ema.eval()
+        tmp = os.path.join(args.out, "eps_unet.pt.tmp")
+        torch.jit.script(ema).save(tmp)
+        os.replace(tmp, os.path.join(args.out, "eps_unet.pt"))
+        record["eps_network"]["epochs"].append({"epoch": ep + 1, "mean_loss": total / n, "wall_s": epoch_times[-1]})
+        record["eps_network"]["epochs_done"] = ep + 1
+        record["eps_network"]["final_mean_loss"] = total / n
+        record["eps_network"]["wall_s"] = time.time() - te
+        record["total_wall_s"] = time.time() - t_start
+        write_record()
+        log(f"epoch {ep + 1}/{args.epochs}: mean loss {total / n:.5f}, {epoch_times[-1]:.1f} s")
+    log("done")
+
+
+if __name__ == "__main__":
+    main()
