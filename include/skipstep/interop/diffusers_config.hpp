@@ -81,6 +81,9 @@ struct load_options {
   /// set_timesteps would build (e.g. a grid recorded from a diffusers run). The config still decides everything
   /// else.
   std::optional<sigma_grid> grid;
+  /// false: resolve and check every key, but build no sampler (`plan` stays empty and so do the per-row lists), e.g.
+  /// to inspect the settings of a configuration whose sampler refuses to build.
+  bool build = true;
 };
 
 /// A loaded diffusers scheduler: the sampler and its resolved plan.
@@ -516,6 +519,7 @@ inline sigma_grid grid_at_times(const reader& r, const noise_schedule<double>& s
 }
 
 inline void finish_vp(loaded_scheduler& out, const timestep_schedule* ts) {
+  if (!out.plan) return;
   const sampler& s = out.get();
   out.alphas_cumprod.clear();
   for (const step_transition& tr : s.transitions()) out.alphas_cumprod.push_back(tr.alpha_cumprod_from);
@@ -551,7 +555,9 @@ inline loaded_scheduler load(const std::string& fn, const json& cfg, const load_
   out.options.convention = step_convention::diffusers;
   out.options.num_samples = o.num_samples;
   const std::string ctx = "skipstep::" + fn;
-  auto build = [&](auto&& make) { out.plan.emplace(detail::with_context(ctx, make)); };
+  auto build = [&](auto&& make) {
+    if (o.build) out.plan.emplace(detail::with_context(ctx, make));
+  };
   bool strength_in_timesteps = false;
 
   if (cls == "DDIMScheduler" || cls == "DDPMScheduler" || cls == "DDIMInverseScheduler") {
@@ -833,9 +839,10 @@ inline loaded_scheduler load(const std::string& fn, const json& cfg, const load_
     out.schedule = schedule;
   }
 
+  if (out.grid) out.sigmas = out.grid->sigmas;
+  if (!out.plan) return out;
   const sampler& s = out.get();
   for (const solver_row& row : s.rows()) out.model_times.push_back(row.model_time);
-  if (out.grid) out.sigmas = out.grid->sigmas;
   out.draws_noise.assign(s.num_steps(), false);
   for (std::size_t i = 0; i < s.num_steps(); ++i)
     for (std::size_t k = s.row_of_step(i); k < s.row_of_step(i + 1); ++k)
