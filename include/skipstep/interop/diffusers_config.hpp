@@ -263,6 +263,7 @@ class reader {
       : fn_(std::move(function)), cls_(std::move(cls)), cfg_(config), defaults_(class_defaults().at(cls_)), out_(out) {
     for (const auto& [key, value] : cfg_.items()) {
       (void)value;
+      if (key == "_class_name") continue;  // read by the dispatch
       if (key.starts_with("_"))
         out_.ignored_keys.push_back(key);
       else if (!defaults_.contains(key))
