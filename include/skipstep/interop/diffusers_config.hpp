@@ -117,6 +117,9 @@ struct loaded_scheduler {
   std::optional<timestep_schedule> timesteps;      ///< DDIM, DDPM, DDIM inverse.
   std::vector<std::int64_t> integer_timesteps;     ///< LCM, TCD, PNDM (evaluation order).
   std::optional<sigma_grid> grid;                  ///< σ, flow and multistep classes.
+  sigma_grid_options sigma_options;          ///< Euler, Euler ancestral, Heun: how `grid` was built.
+  flow_grid_options flow_options;            ///< FlowMatchEulerDiscrete: how `grid` was built.
+  multistep_grid_options multistep_options;  ///< multistep VP classes: how `grid` was built.
   std::optional<ipndm_grid> ipndm;                 ///< IPNDM.
   sampler_options options;                         ///< prediction, processing, diffusers convention, batch.
   double eta = 0.0;                                ///< DDIM's η / TCD's γ.
@@ -474,10 +477,11 @@ inline bool read_multistep_flow(const reader& r, bool supported_here) {
 
 /// The grid of the multistep classes: flow or VP (make_multistep_grid).
 inline sigma_grid multistep_grid(const reader& r, const load_options& o, const noise_schedule<double>* schedule,
-                                 bool flow, bool sigma_min_final, bool has_spacing, bool has_lambda) {
-  if (o.grid) return *o.grid;
+                                 bool flow, bool sigma_min_final, bool has_spacing, bool has_lambda,
+                                 multistep_grid_options& used) {
   const std::size_t n = steps_or_throw(r, o);
   if (flow) {
+    if (o.grid) return *o.grid;
     if (read_level_spacing(r, sigma_spacing::interpolated) != sigma_spacing::interpolated)
       r.unsupported("use_flow_sigmas", "false when use_karras_sigmas / use_exponential_sigmas / use_beta_sigmas is set");
     sigma_grid g = detail::with_context("skipstep::" + r.function(), [&] {
@@ -499,6 +503,8 @@ inline sigma_grid multistep_grid(const reader& r, const load_options& o, const n
   }
   if (sigma_min_final) g.final_level = final_sigma::sigma_min;
   if (has_lambda) g.lambda_min_clipped = r.number("lambda_min_clipped");
+  used = g;
+  if (o.grid) return *o.grid;
   return detail::with_context("skipstep::" + r.function(), [&] { return make_multistep_grid(*schedule, n, g); });
 }
 
@@ -674,6 +680,7 @@ inline loaded_scheduler load(const std::string& fn, const json& cfg, const load_
                                 out.options.prediction == prediction_type::v;
       out.churn = o.churn;
     }
+    out.sigma_options = g;
     out.grid = detail::with_context(ctx, [&] {
       if (o.grid) return *o.grid;
       if (!o.timesteps.empty()) return grid_at_times(r, schedule, o.timesteps);
@@ -721,6 +728,7 @@ inline loaded_scheduler load(const std::string& fn, const json& cfg, const load_
     g.levels = read_level_spacing(r, sigma_spacing::interpolated);
     g.invert = r.boolean("invert_sigmas");
     out.stochastic = r.boolean("stochastic_sampling");
+    out.flow_options = g;
     out.grid = detail::with_context(ctx, [&] {
       if (o.grid) return *o.grid;
       if (!o.sigmas.empty()) return flow_grid_from_levels(o.sigmas, g);
@@ -750,7 +758,8 @@ inline loaded_scheduler load(const std::string& fn, const json& cfg, const load_
       r.require_default("sigma_max", "null");
       r.require_default("shift_terminal", "null");
     }
-    out.grid = multistep_grid(r, o, &schedule, flow, sigma_min_final || deis, !single, multi || single);
+    out.grid = multistep_grid(r, o, &schedule, flow, sigma_min_final || deis, !single, multi || single,
+                              out.multistep_options);
     out.options.processing = processing;
     if (multi || single) {
       dpm_algorithm algorithm = dpm_algorithm::dpmsolver_pp;
