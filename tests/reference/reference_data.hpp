@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "skipstep/interop/diffusers_config.hpp"
+#include "skipstep/interop/diffusers_torch_noise.hpp"
 #include "skipstep/schedule/noise_schedule.hpp"
 #include "skipstep/step/affine_step.hpp"
 
@@ -35,23 +37,13 @@ inline fs::path reference_dir() {
   return SKIPSTEP_DEFAULT_REFERENCE_DIR;
 }
 
-/// The scheduler classes this runner replays; cases of other classes are skipped and counted.
+/// The scheduler classes this runner replays: those the loader supports (supported_scheduler_classes()); cases of
+/// other classes are skipped and counted.
 inline const std::set<std::string>& implemented_classes() {
-  static const std::set<std::string> classes{"DDIMScheduler",
-                                             "DDPMScheduler",
-                                             "DDIMInverseScheduler",
-                                             "EulerDiscreteScheduler",
-                                             "EulerAncestralDiscreteScheduler",
-                                             "HeunDiscreteScheduler",
-                                             "FlowMatchEulerDiscreteScheduler",
-                                             "DPMSolverMultistepScheduler",
-                                             "LCMScheduler",
-                                             "TCDScheduler",
-                                             "PNDMScheduler",
-                                             "IPNDMScheduler",
-                                             "DEISMultistepScheduler",
-                                             "DPMSolverSinglestepScheduler",
-                                             "UniPCMultistepScheduler"};
+  static const std::set<std::string> classes = [] {
+    const auto list = skipstep::supported_scheduler_classes();
+    return std::set<std::string>(list.begin(), list.end());
+  }();
   return classes;
 }
 
@@ -88,23 +80,6 @@ inline std::vector<fs::path> case_files() {
   return files;
 }
 
-inline skipstep::noise_schedule<double> schedule_from_config(const json& cfg) {
-  const auto T = cfg.at("num_train_timesteps").get<std::size_t>();
-  skipstep::noise_schedule<double> s = [&] {
-    if (cfg.contains("trained_betas") && !cfg.at("trained_betas").is_null())
-      return skipstep::noise_schedule<double>::from_betas(tensor(cfg.at("trained_betas")));
-    const auto kind = cfg.at("beta_schedule").get<std::string>();
-    const double b0 = cfg.at("beta_start").get<double>(), b1 = cfg.at("beta_end").get<double>();
-    if (kind == "linear") return skipstep::noise_schedule<double>::linear(T, b0, b1);
-    if (kind == "scaled_linear") return skipstep::noise_schedule<double>::scaled_linear(T, b0, b1);
-    if (kind == "squaredcos_cap_v2") return skipstep::noise_schedule<double>::cosine(T);
-    FAIL("unknown beta_schedule " << kind);
-    return skipstep::noise_schedule<double>::linear(T);
-  }();
-  if (cfg.value("rescale_betas_zero_snr", false)) s = s.rescale_zero_terminal_snr();
-  return s;
-}
-
 /// The README's portable generator "splitmix64-irwinhall12/1".
 inline std::vector<double> portable_draw(std::uint64_t seed, std::uint32_t draw, std::size_t n) {
   std::uint64_t state = (seed << 32) | draw;
@@ -122,6 +97,127 @@ inline std::vector<double> portable_draw(std::uint64_t seed, std::uint32_t draw,
     out[e] = s - 6.0;
   }
   return out;
+}
+
+/// A case's config as a scheduler_config.json holds it: the recorded `config` with its `_class_name`.
+inline json config_of(const json& c) {
+  json cfg = c.at("config");
+  cfg["_class_name"] = c.at("scheduler_class");
+  return cfg;
+}
+
+/// What the case's pipeline passed to set_timesteps and step, as load_options.
+inline skipstep::load_options case_options(const json& c) {
+  skipstep::load_options o;
+  const json& st = c.at("set_timesteps_kwargs");
+  const auto given = [](const json& obj, const char* key) { return obj.contains(key) && !obj.at(key).is_null(); };
+  if (st.is_object()) {
+    if (given(st, "num_inference_steps")) o.num_inference_steps = st.at("num_inference_steps").get<std::size_t>();
+    if (given(st, "timesteps")) o.timesteps = st.at("timesteps").get<std::vector<std::int64_t>>();
+    if (given(st, "sigmas")) o.sigmas = tensor(st.at("sigmas"));
+    if (given(st, "mu")) o.mu = st.at("mu").get<double>();
+    if (given(st, "strength")) o.strength = st.at("strength").get<double>();
+    if (given(st, "original_inference_steps"))
+      o.original_inference_steps = st.at("original_inference_steps").get<std::size_t>();
+  }
+  const json& sk = c.at("step_kwargs");
+  if (sk.is_object()) {
+    if (given(sk, "eta")) o.eta = number(sk.at("eta"));
+    o.use_clipped_model_output = sk.value("use_clipped_model_output", false);
+    if (given(sk, "s_churn")) o.churn.s_churn = number(sk.at("s_churn"));
+    if (given(sk, "s_tmin")) o.churn.s_tmin = number(sk.at("s_tmin"));
+    if (given(sk, "s_tmax")) o.churn.s_tmax = number(sk.at("s_tmax"));
+    if (given(sk, "s_noise")) o.churn.s_noise = number(sk.at("s_noise"));
+  }
+  o.num_samples = c.at("shape").at(0).get<std::size_t>();
+  return o;
+}
+
+/// The case's scheduler through the loader, from its own config (and `extra` on top of case_options).
+inline skipstep::loaded_scheduler load_case(const json& c, const skipstep::load_options& options) {
+  return skipstep::load_scheduler_config(config_of(c), options);
+}
+inline skipstep::loaded_scheduler load_case(const json& c) { return load_case(c, case_options(c)); }
+
+/// True for a case whose x_T and noise come from real torch CPU generators (group torch_generator).
+inline bool uses_torch_generator(const json& c) {
+  return c.value("group", std::string()) == "torch_generator" ||
+         (c.contains("rng") && c.at("rng").is_object() &&
+          c.at("rng").value("algorithm", std::string()) == "torch-cpu-generator/1");
+}
+
+/// A case's x_T and its noise draws (d = 1, 2, ... in diffusers' call order): the portable generator of `rng.seed`,
+/// or, for the torch_generator group, torch's CPU generators of `rng.seeds` drawn by diffusers_torch_noise in
+/// diffusers' order (x_T = randn_tensor(shape) · init_noise_sigma, then one whole tensor per step), in the dtype
+/// the loaded scheduler says diffusers asks for. No recorded noise is used for the torch cases.
+struct case_noise {
+  bool torch = false;
+  std::uint64_t seed = 0;
+  std::size_t n = 0;
+  std::vector<double> x_T;                 ///< diffusers' x_T (after init_noise_sigma)
+  std::vector<std::vector<double>> draws;  ///< torch: draws[d], d >= 1
+  [[nodiscard]] std::vector<double> draw(std::uint32_t d) const {
+    if (!torch) return portable_draw(seed, d, n);
+    if (d >= draws.size()) FAIL("torch draw " << d << " beyond the " << draws.size() << " drawn");
+    return draws[d];
+  }
+};
+
+inline skipstep::torch_dtype dtype_named(const std::string& name) {
+  if (name == "float32") return skipstep::torch_dtype::float32;
+  if (name == "float16") return skipstep::torch_dtype::float16;
+  return skipstep::torch_dtype::float64;
+}
+
+inline case_noise noise_of(const json& c, const skipstep::loaded_scheduler& loaded) {
+  case_noise out;
+  out.n = c.at("x_T").size();
+  out.torch = uses_torch_generator(c);
+  if (!out.torch) {
+    out.seed = c.at("rng").at("seed").get<std::uint64_t>();
+    out.x_T = tensor(c.at("x_T"));
+    return out;
+  }
+  const auto seeds = c.at("rng").at("seeds").get<std::vector<std::uint64_t>>();
+  const auto shape = c.at("shape").get<std::vector<std::size_t>>();
+  const auto model_dtype = dtype_named(c.value("model_dtype", std::string("float64")));
+  auto source = skipstep::diffusers_torch_noise<double>::from_seeds(
+      seeds, shape, loaded.noise_dtype(model_dtype, skipstep::torch_dtype::float32));
+  out.x_T.resize(out.n);
+  source.draw_initial(out.x_T, loaded.init_noise_sigma, skipstep::torch_dtype::float32);
+  const std::size_t batch = shape.at(0), per = out.n / batch;
+  const std::size_t steps = loaded.plan ? loaded.get().num_steps()
+                            : loaded.grid ? loaded.grid->size()
+                                          : c.at("num_steps").get<std::size_t>();
+  out.draws.assign(1, {});
+  for (std::size_t s = 0; s < steps; ++s) {  // one whole tensor per step: diffusers draws at most once per step
+    std::vector<double> d(out.n);
+    for (std::size_t b = 0; b < batch; ++b)
+      source(std::span<double>(d).subspan(b * per, per), skipstep::noise_position{b, s, 0});
+    out.draws.push_back(std::move(d));
+  }
+  return out;
+}
+
+/// For the torch cases: the recorded x_T and each recorded draw must equal ours bit for bit (a check only: the
+/// replay uses ours).
+inline void check_torch_noise(const json& c, const case_noise& noise, const std::function<void(bool, const std::string&)>& check) {
+  if (!noise.torch) return;
+  check(noise.x_T == tensor(c.at("x_T")), "x_T regenerated from torch's generator differs from diffusers'");
+  for (const json& rec : c.at("steps")) {
+    if (!rec.contains("noise") || rec.at("noise").is_null()) continue;
+    const auto d = rec.at("noise_draw").get<std::uint32_t>();
+    check(noise.draw(d) == tensor(rec.at("noise")),
+          "torch draw " + std::to_string(d) + " differs from diffusers' (step " + std::to_string(rec.at("i").get<int>()) + ")");
+  }
+}
+
+/// The noise a recorded step used: the case's own draw (the recorded one only when the case is portable, where
+/// both are the same bits).
+inline std::vector<double> step_noise(const json& rec, const case_noise& noise, std::size_t n) {
+  if (!rec.contains("noise") || rec.at("noise").is_null()) return std::vector<double>(n, 0.0);
+  if (!noise.torch) return tensor(rec.at("noise"));
+  return noise.draw(rec.at("noise_draw").get<std::uint32_t>());
 }
 
 /// The README's deterministic model: out = 0.6·tanh(x) + 0.3·sin(x + 0.002·t), left to right.

@@ -51,14 +51,6 @@ sampler build(const consistency_case& k, const noise_schedule<double>& schedule)
   return lcm_sampler(schedule, k.timesteps, k.scaling, k.options);
 }
 
-x0_processing processing_of(const json& cfg) {
-  if (cfg.value("thresholding", false))
-    return x0_processing::dynamic_threshold(cfg.at("dynamic_thresholding_ratio").get<double>(),
-                                            cfg.at("sample_max_value").get<double>());
-  if (cfg.value("clip_sample", false)) return x0_processing::clip(cfg.at("clip_sample_range").get<double>());
-  return x0_processing::none();
-}
-
 /// PNDM's transfer in isolation: the recorded source sample (pndm_sample, else the input) and combined ε
 /// (pndm_model_output) through pndm_transfer_between on the recorded table; dev/bound.
 double pndm_isolated_transfer(const json& rec, const std::vector<double>& input, const noise_schedule<double>& table,
@@ -100,19 +92,12 @@ double pndm_isolated_transfer(const json& rec, const std::vector<double>& input,
 /// (make_ipndm_grid, or the trained σ list) against the pure variant, both to 1e-10, with the recorded float32
 /// model times as diffusers keeps them in both.
 void replay_ipndm_case(const json& c, tally& t, const check_fn& check) {
-  const json& cfg = c.at("config");
   const auto betas = tensor(c.at("betas")), alphas = tensor(c.at("alphas")), times = tensor(c.at("timesteps"));
   ipndm_grid recorded;
   for (std::size_t i = 0; i < betas.size(); ++i) recorded.levels.push_back(level{alphas[i], betas[i]});
   recorded.timesteps = times;
-  const json& st = c.at("set_timesteps_kwargs");
-  ipndm_grid pure_grid;
-  if (cfg.contains("trained_betas") && !cfg.at("trained_betas").is_null())
-    pure_grid = ipndm_grid_from_sigmas(tensor(cfg.at("trained_betas")));
-  else
-    pure_grid = make_ipndm_grid(st.is_object() && st.contains("num_inference_steps")
-                                    ? st.at("num_inference_steps").get<std::size_t>()
-                                    : cfg.at("num_train_timesteps").get<std::size_t>());
+  const loaded_scheduler loaded = load_case(c);  // float64 levels: make_ipndm_grid, or the trained σ list
+  ipndm_grid pure_grid = *loaded.ipndm;
   check(pure_grid.size() == times.size(), "number of steps differs from diffusers'");
   // diffusers' times are float32: σ = sin²(s·π/2) within ~4u relative, α = √(1 − σ²) whose float32 radicand has an
   // absolute error ~3u (it cancels near σ = 1: README rule 27), θ = atan2(σ, α); so
@@ -128,7 +113,7 @@ void replay_ipndm_case(const json& c, tally& t, const check_fn& check) {
   const std::size_t n_samples = c.at("shape").at(0).get<std::size_t>();
   sampler_options opt = ipndm_sampler::with_v();
   opt.num_samples = n_samples;
-  std::vector<double> previous = tensor(c.at("x_T"));
+  std::vector<double> previous = tensor(c.at("x_T"));  // IPNDM has no noise: x_T is its only draw
   for (const json& rec : c.at("steps")) {
     const auto i = rec.at("i").get<std::size_t>();
     const std::vector<double> input = rec.contains("sample") ? tensor(rec.at("sample")) : previous;
@@ -191,74 +176,42 @@ void replay_consistency_case(const json& c, const json& tables, tally& t, const 
     replay_ipndm_case(c, t, check);
     return;
   }
-  const json& cfg = c.at("config");
-  const auto big_t = cfg.at("num_train_timesteps").get<std::size_t>();
-  const json& st = c.at("set_timesteps_kwargs");
   consistency_case k;
   k.tcd = c.at("scheduler_class") == "TCDScheduler";
   k.pndm = c.at("scheduler_class") == "PNDMScheduler";
-  if (k.pndm) {
-    k.skip_prk = cfg.value("skip_prk_steps", false);
-    const auto spacing = cfg.value("timestep_spacing", std::string("leading"));
-    k.spacing = spacing == "linspace"   ? timestep_spacing::linspace
-                : spacing == "trailing" ? timestep_spacing::trailing
-                                        : timestep_spacing::leading;
-    k.steps_offset = cfg.value("steps_offset", std::size_t{0});
-    k.after_last = cfg.value("set_alpha_to_one", false) ? final_alpha::one : final_alpha::alpha_cumprod_0;
-    k.num_steps = st.at("num_inference_steps").get<std::size_t>();
-    const auto make = [&] { return pndm_timesteps(big_t, k.num_steps, k.skip_prk, k.spacing, k.steps_offset); };
-    if (c.at("group") == "error") {
-      bool threw = false;
-      try {
-        (void)make();
-      } catch (const std::invalid_argument&) {
-        threw = true;
-      }
-      check(threw, "expected an invalid_argument for " + c.at("expected_error").dump());
-      return;
+  if (c.at("group") == "error") {  // the loader must refuse the configuration (set_timesteps' rules)
+    bool threw = false;
+    try {
+      (void)load_case(c);
+    } catch (const std::invalid_argument&) {
+      threw = true;
     }
-    k.timesteps = make();
+    check(threw, "expected an invalid_argument for " + c.at("expected_error").dump());
+    return;
   }
-  k.scaling = cfg.value("timestep_scaling", 10.0);
-  const std::size_t original = cfg.value("original_inference_steps", std::size_t{50});
-  if (k.pndm) {
-  } else if (st.contains("timesteps")) {
-    k.timesteps = st.at("timesteps").get<std::vector<std::int64_t>>();
-  } else {
-    const auto make = [&] {
-      return consistency_timesteps(big_t, st.at("num_inference_steps").get<std::size_t>(),
-                                   st.contains("original_inference_steps") && !st.at("original_inference_steps").is_null()
-                                       ? st.at("original_inference_steps").get<std::size_t>()
-                                       : original,
-                                   st.value("strength", 1.0));
-    };
-    if (c.at("group") == "error") {
-      bool threw = false;
-      try {
-        (void)make();
-      } catch (const std::invalid_argument&) {
-        threw = true;
-      }
-      check(threw, "expected an invalid_argument for " + c.at("expected_error").dump());
-      return;
-    }
-    k.timesteps = make();
-  }
+  const loaded_scheduler loaded = load_case(c);
+  const case_noise case_noise_values = noise_of(c, loaded);
+  check_torch_noise(c, case_noise_values, check);
+  k.skip_prk = loaded.skip_prk_steps;
+  k.spacing = loaded.spacing;
+  k.steps_offset = loaded.steps_offset;
+  k.after_last = loaded.after_last;
+  k.num_steps = k.pndm ? loaded.get().num_steps() : 0;
+  k.timesteps = loaded.integer_timesteps;
+  k.eta = loaded.eta;
+  k.scaling = loaded.timestep_scaling;
+  k.options = loaded.options;
   check(k.timesteps == c.at("timesteps").get<std::vector<std::int64_t>>(), "timestep list differs from diffusers'");
-  const json& sk = c.at("step_kwargs");
-  if (k.tcd && sk.is_object()) k.eta = sk.value("eta", 0.3);
-  k.options.num_samples = c.at("shape").at(0).get<std::size_t>();
-  k.options.prediction = parse_prediction_type(cfg.value("prediction_type", std::string("epsilon")));
-  k.options.processing = processing_of(cfg);
-  k.options.convention = step_convention::diffusers;
   const std::size_t elements = c.at("x_T").size(), per = elements / k.options.num_samples;
 
   const auto table = tensor(tables.at(c.at("alphas_cumprod_table").get<std::string>()).at("alphas_cumprod"));
+  load_options on_table = case_options(c);  // the same config on diffusers' float32 ā table
+  on_table.alphas_cumprod = table;
+  const sampler ours_state = load_case(c, on_table).get();
   const auto state_schedule = noise_schedule<double>::from_alphas_cumprod(table);
-  const sampler ours_state = build(k, state_schedule);
 
   // 1. Isolated steps on the recorded table.
-  std::vector<double> previous = tensor(c.at("x_T"));
+  std::vector<double> previous = case_noise_values.x_T;
   for (const json& rec : c.at("steps")) {
     const auto i = rec.at("i").get<std::size_t>();
     const std::vector<double> input = rec.contains("sample") ? tensor(rec.at("sample")) : previous;
@@ -270,7 +223,7 @@ void replay_consistency_case(const json& c, const json& tables, tally& t, const 
       continue;
     }
     const std::vector<double> m = tensor(rec.at("model_output"));
-    const std::vector<double> z = rec.at("noise").is_null() ? std::vector<double>(elements, 0.0) : tensor(rec.at("noise"));
+    const std::vector<double> z = step_noise(rec, case_noise_values, elements);
     // The levels step i reads: t_i, t_{i+1} (or 0) and TCD's t_s.
     std::vector<std::size_t> used{static_cast<std::size_t>(k.timesteps[i])};
     if (i + 1 < k.timesteps.size()) used.push_back(static_cast<std::size_t>(k.timesteps[i + 1]));
@@ -313,14 +266,13 @@ void replay_consistency_case(const json& c, const json& tables, tally& t, const 
   }
 
   // 2. Full runs: portable noise, draw i + 1 at every noisy step (every step but the last).
-  const auto seed = c.at("rng").at("seed").get<std::uint64_t>();
   auto noise = [&](std::span<double> out, noise_position at) {
-    const auto d = portable_draw(seed, static_cast<std::uint32_t>(at.step + 1), elements);
+    const auto d = case_noise_values.draw(static_cast<std::uint32_t>(at.step + 1));
     std::copy_n(d.begin() + static_cast<std::ptrdiff_t>(at.sample * per + at.first_element), out.size(), out.begin());
   };
   auto model = [](const std::vector<double>& xs, std::int64_t time) { return reference_model(xs, static_cast<double>(time)); };
   auto run_full = [&](const sampler& s, std::vector<std::vector<double>>* trajectory) {
-    std::vector<double> x = tensor(c.at("x_T"));
+    std::vector<double> x = case_noise_values.x_T;
     sampler_workspace<double> ws(x.size());
     s.sample(model, x, noise, ws, [&](const step_info&, std::span<const double> xs, std::span<const double>) {
       if (trajectory) trajectory->emplace_back(xs.begin(), xs.end());
@@ -329,7 +281,7 @@ void replay_consistency_case(const json& c, const json& tables, tally& t, const 
   };
   std::vector<std::vector<double>> trajectory;
   const std::vector<double> state = run_full(ours_state, &trajectory);
-  const std::vector<double> pure = run_full(build(k, schedule_from_config(cfg)), nullptr);
+  const std::vector<double> pure = run_full(loaded.get(), nullptr);
   check(all_finite(pure), "final sample must be finite");
   const double d_pure = rel_dev(pure, tensor(c.at("float64_schedule_variant").at("final_sample")));
   const double d_state = rel_dev(state, tensor(c.at("float64_state_variant").at("final_sample")));

@@ -92,31 +92,18 @@ void replay_deis_singlestep_case(const json& c, tally& t, const check_fn& check)
   ds_case s;
   const auto cls = c.at("scheduler_class").get<std::string>();
   s.deis = cls == "DEISMultistepScheduler";
-  const json& cfg = c.at("config");
-  s.num_samples = c.at("shape").at(0).get<std::size_t>();
-  s.options.num_samples = s.num_samples;
-  s.options.prediction = parse_prediction_type(cfg.value("prediction_type", std::string("epsilon")));
-  const bool thresh = cfg.value("thresholding", false);
-  if (thresh)
-    s.options.processing = x0_processing::dynamic_threshold(cfg.value("dynamic_thresholding_ratio", 0.995),
-                                                           cfg.value("sample_max_value", 1.0));
-  if (s.deis) {
-    check(cfg.value("algorithm_type", std::string("deis")) == "deis" &&
-              cfg.value("solver_type", std::string("logrho")) == "logrho",
-          "DEIS: only algorithm_type deis with solver_type logrho exists");
-    s.deis_opt.order = cfg.value("solver_order", 2);
-    s.deis_opt.lower_order_final = cfg.value("lower_order_final", true);
-  } else {
-    const auto algorithm = cfg.value("algorithm_type", std::string("dpmsolver++"));
-    s.single_opt.algorithm = algorithm == "dpmsolver"          ? dpm_algorithm::dpmsolver
-                             : algorithm == "sde-dpmsolver++" ? dpm_algorithm::sde_dpmsolver_pp
-                             : algorithm == "sde-dpmsolver"   ? dpm_algorithm::sde_dpmsolver
-                                                              : dpm_algorithm::dpmsolver_pp;
-    s.single_opt.order = cfg.value("solver_order", 2);
-    s.single_opt.solver_type = cfg.value("solver_type", std::string("midpoint")) == "heun" ? dpm_solver_type::heun
-                                                                                          : dpm_solver_type::midpoint;
-    s.single_opt.lower_order_final = cfg.value("lower_order_final", false);  // as constructed (surprise 17)
-  }
+  // Everything but the levels from the loader, on the case's own config; the grid is diffusers' recorded one
+  // (options.grid: the float64-state setting of the bounds; test_sigma_grids checks the loader's own grids).
+  load_options lo = case_options(c);
+  lo.grid = sigma_grid{tensor(c.at("sigmas")), tensor(c.at("timesteps"))};
+  const loaded_scheduler loaded = load_case(c, lo);
+  const case_noise case_noise_values = noise_of(c, loaded);
+  check_torch_noise(c, case_noise_values, check);
+  s.num_samples = loaded.options.num_samples;
+  s.options = loaded.options;
+  s.deis_opt = loaded.deis;
+  const bool thresh = s.options.processing.mode == x0_processing::kind::dynamic_threshold;
+  s.single_opt = loaded.singlestep;
   s.grid = sigma_grid{tensor(c.at("sigmas")), tensor(c.at("timesteps"))};
   const std::size_t n = s.grid.size();
   const sampler full = build_sampler(s, s.grid);
@@ -142,7 +129,7 @@ void replay_deis_singlestep_case(const json& c, tally& t, const check_fn& check)
 
   // 1. Isolated steps.
   std::map<std::size_t, std::vector<double>> recorded_d, recorded_input;
-  std::vector<double> previous = tensor(c.at("x_T"));
+  std::vector<double> previous = case_noise_values.x_T;
   for (const json& rec : c.at("steps")) {
     const auto k = rec.at("i").get<std::size_t>();
     const std::vector<double> input = rec.contains("sample") ? tensor(rec.at("sample")) : previous;
@@ -174,8 +161,7 @@ void replay_deis_singlestep_case(const json& c, tally& t, const check_fn& check)
     }
     const bool x0_space = !s.deis && (s.single_opt.algorithm == dpm_algorithm::dpmsolver_pp ||
                                       s.single_opt.algorithm == dpm_algorithm::sde_dpmsolver_pp);
-    const std::vector<double> z =
-        rec.at("noise").is_null() ? std::vector<double>(m.size(), 0.0) : tensor(rec.at("noise"));
+    const std::vector<double> z = step_noise(rec, case_noise_values, m.size());
     auto run = [&](std::size_t which, double p) -> std::pair<std::vector<double>, std::vector<double>> {
       sigma_grid g = s.grid;
       if (which < g.sigmas.size()) g.sigmas[which] *= 1.0 + p;
@@ -231,14 +217,13 @@ void replay_deis_singlestep_case(const json& c, tally& t, const check_fn& check)
   }
 
   // 2. The full run from x_T (singlestep SDE noise is requested in float64: README rule 16, so no rounding).
-  const auto seed = c.at("rng").at("seed").get<std::uint64_t>();
   const bool sde = !s.deis && (s.single_opt.algorithm == dpm_algorithm::sde_dpmsolver_pp ||
                                s.single_opt.algorithm == dpm_algorithm::sde_dpmsolver);
   auto noise = [&](std::span<double> out, noise_position at) {
-    const auto d = portable_draw(seed, static_cast<std::uint32_t>(at.step + 1), elements);
+    const auto d = case_noise_values.draw(static_cast<std::uint32_t>(at.step + 1));
     for (std::size_t e = 0; e < out.size(); ++e) out[e] = d[at.sample * per + at.first_element + e];
   };
-  std::vector<double> x = tensor(c.at("x_T"));
+  std::vector<double> x = case_noise_values.x_T;
   auto model = [](const std::vector<double>& xs, double time) { return reference_model(xs, time); };
   std::vector<std::vector<double>> trajectory;
   auto record = [&](const step_info&, std::span<const double> xs, std::span<const double>) {
@@ -255,7 +240,7 @@ void replay_deis_singlestep_case(const json& c, tally& t, const check_fn& check)
   // as a level error, see the file comment), the spread and the rounding of the row's own sums injected and
   // propagated through the rows' gains.
   constexpr double u64 = 0x1p-53;
-  std::vector<double> xr = tensor(c.at("x_T")), st(elements, 0.0);
+  std::vector<double> xr = case_noise_values.x_T, st(elements, 0.0);
   std::vector<std::vector<double>> ring(std::max<std::size_t>(full.history_slots(), 1),
                                         std::vector<double>(elements, 0.0));
   std::vector<double> err(n + 1, 0.0), err_d(n, 0.0);  // bounds on |Δx_i| and on |ΔD_i|

@@ -78,32 +78,17 @@ sampler build_sampler(const sigma_case& s, const sigma_grid& grid, double churn_
 
 level level_of(const sigma_case& s, double v) { return s.flow ? level::flow(v) : level::from_sigma_tilde(v); }
 
-dpm_solver_options dpm_options_from(const json& cfg) {
-  dpm_solver_options o;
-  const auto algorithm = cfg.value("algorithm_type", std::string("dpmsolver++"));
-  o.algorithm = algorithm == "dpmsolver"          ? dpm_algorithm::dpmsolver
-                : algorithm == "sde-dpmsolver++" ? dpm_algorithm::sde_dpmsolver_pp
-                : algorithm == "sde-dpmsolver"   ? dpm_algorithm::sde_dpmsolver
-                                                 : dpm_algorithm::dpmsolver_pp;
-  o.order = cfg.value("solver_order", 2);
-  o.solver_type = cfg.value("solver_type", std::string("midpoint")) == "heun" ? dpm_solver_type::heun
-                                                                             : dpm_solver_type::midpoint;
-  o.lower_order_final = cfg.value("lower_order_final", true);
-  o.euler_at_final = cfg.value("euler_at_final", false);
-  o.path = cfg.value("use_flow_sigmas", false) ? grid_path::flow : grid_path::vp;
-  return o;
-}
-
 /// One DPM-Solver multistep step in isolation: the recorded sample, model output, noise and the recorded D history
 /// (previous records' convert_model_output, or history_convert_model_output) through our row; prev_sample and the
 /// row's stored D against diffusers'. Returns dev/bound.
 double dpm_isolated_step(const sigma_case& s, const json& rec, const std::vector<double>& input,
-                         const std::vector<double>& ref_prev, std::size_t num_rows, const check_fn& check) {
+                         const std::vector<double>& ref_prev, std::size_t num_rows, const case_noise& noise,
+                         const check_fn& check) {
   static thread_local std::vector<std::vector<double>> recorded_d;  // D of recent calls by step index
   const auto k = rec.at("i").get<std::size_t>();
   if (k == 0) recorded_d.assign(num_rows, {});
   const std::vector<double> m = tensor(rec.at("model_output"));
-  const std::vector<double> z = rec.at("noise").is_null() ? std::vector<double>(m.size(), 0.0) : tensor(rec.at("noise"));
+  const std::vector<double> z = step_noise(rec, noise, m.size());
   const std::vector<double> ref_d = tensor(rec.at("convert_model_output"));
   if (rec.contains("history_convert_model_output")) {
     const json& hist = rec.at("history_convert_model_output");  // oldest first, ending at step k − 1
@@ -172,40 +157,30 @@ double dpm_isolated_step(const sigma_case& s, const json& rec, const std::vector
 }  // namespace
 
 void replay_sigma_case(const json& c, tally& t, const check_fn& check) {
+  // Everything but the levels from the loader, on the case's own config; the levels are diffusers' recorded grid
+  // (options.grid), the float64-state setting these bounds are derived for (test_sigma_grids checks the grids the
+  // loader builds from the config against the same recordings).
+  load_options lo = case_options(c);
+  lo.grid = recorded_grid(c, c.at("scheduler_class") == "HeunDiscreteScheduler");
+  const loaded_scheduler loaded = load_case(c, lo);
+  const case_noise case_noise_values = noise_of(c, loaded);
+  check_torch_noise(c, case_noise_values, check);
   sigma_case s;
-  s.cls = c.at("scheduler_class").get<std::string>();
-  s.flow = s.cls == "FlowMatchEulerDiscreteScheduler";
+  s.cls = loaded.class_name;
+  s.flow = loaded.flow;
   s.heun = s.cls == "HeunDiscreteScheduler";
-  const json& cfg = c.at("config");
-  const json& sk = c.at("step_kwargs");
-  s.num_samples = c.at("shape").at(0).get<std::size_t>();
-  s.options.num_samples = s.num_samples;
-  s.options.prediction = s.flow ? prediction_type::flow
-                                : parse_prediction_type(cfg.value("prediction_type", std::string("epsilon")));
-  if (s.heun && cfg.value("clip_sample", false))
-    s.options.processing = x0_processing::clip(cfg.value("clip_sample_range", 1.0));
-  if (sk.is_object()) {
-    s.churn.s_churn = sk.value("s_churn", 0.0);
-    s.churn.s_tmin = sk.value("s_tmin", 0.0);
-    if (sk.contains("s_tmax")) s.churn.s_tmax = number(sk.at("s_tmax"));
-    s.churn.s_noise = sk.value("s_noise", 1.0);
-  }
-  s.stochastic_flow = s.flow && cfg.value("stochastic_sampling", false);
+  s.num_samples = loaded.options.num_samples;
+  s.options = loaded.options;
+  s.churn = loaded.churn;
+  s.stochastic_flow = loaded.stochastic;
   s.dpm = s.cls == "DPMSolverMultistepScheduler";
-  if (s.dpm) {
-    s.dpm_options = dpm_options_from(cfg);
-    s.flow = s.dpm_options.path == grid_path::flow;
-    if (cfg.value("thresholding", false))
-      s.options.processing = x0_processing::dynamic_threshold(cfg.value("dynamic_thresholding_ratio", 0.995),
-                                                               cfg.value("sample_max_value", 1.0));
-  }
-  s.grid = recorded_grid(c, s.heun);
+  s.dpm_options = loaded.dpm;
+  s.grid = *loaded.grid;
   const std::size_t n = s.grid.size();
   const sampler full = build_sampler(s, s.grid, static_cast<double>(n));
   const std::vector<solver_row>& rows = full.rows();
   const std::size_t elements = c.at("x_T").size();
   const std::size_t per = elements / s.num_samples;
-  const auto seed = c.at("rng").at("seed").get<std::uint64_t>();
 
   // Which portable draw a step's noise is: diffusers draws at every step for Euler ancestral and stochastic flow,
   // and where γ > 0 for Euler (reference README, "When noise is requested").
@@ -220,7 +195,7 @@ void replay_sigma_case(const json& c, tally& t, const check_fn& check) {
   }
 
   // 1. Isolated steps (first-stage rows: every Euler / flow step, Heun's first-order calls).
-  std::vector<double> previous = tensor(c.at("x_T"));
+  std::vector<double> previous = case_noise_values.x_T;
   for (const json& rec : c.at("steps")) {
     const auto k = rec.at("i").get<std::size_t>();  // diffusers' step() call = our row
     const std::vector<double> input = rec.contains("sample") ? tensor(rec.at("sample")) : previous;
@@ -234,12 +209,12 @@ void replay_sigma_case(const json& c, tally& t, const check_fn& check) {
     check(row.model_time == rec.at("t").get<double>(), "model time of call " + std::to_string(k));
     if (s.heun && !rec.at("internals").value("state_in_first_order", true)) continue;  // covered by the trajectory
     if (s.dpm) {
-      t.worst_step = std::max(t.worst_step, dpm_isolated_step(s, rec, input, ref_prev, rows.size(), check));
+      t.worst_step = std::max(t.worst_step, dpm_isolated_step(s, rec, input, ref_prev, rows.size(), case_noise_values, check));
       continue;
     }
     const std::size_t i = row.step;
     const std::vector<double> m = tensor(rec.at("model_output"));
-    const std::vector<double> z = rec.at("noise").is_null() ? std::vector<double>(elements, 0.0) : tensor(rec.at("noise"));
+    const std::vector<double> z = step_noise(rec, case_noise_values, elements);
     const double to_level = s.heun && k + 1 < rows.size() ? s.grid.sigmas[i + 1] : s.grid.sigmas[i + 1];
     auto step = [&](double p0, double p1, int scalar = -1, double rel = 0.0) {
       // A one-step grid from level i to i+1 (two steps for Heun, whose first row is the Euler half step).
@@ -292,19 +267,25 @@ void replay_sigma_case(const json& c, tally& t, const check_fn& check) {
   }
 
   // 2. The full run from x_T with the portable noise, converted to diffusers' space at each recorded step.
-  std::vector<double> x = tensor(c.at("x_T"));
+  std::vector<double> x = case_noise_values.x_T;
   const level first = level_of(s, s.grid.sigmas[0]);
   const bool sigma_space = !s.flow && !s.dpm;  // Euler-family samples are x̃ = x/α; DPM-Solver's and flow's are x
   for (double& e : x) e = sigma_space ? e * first.alpha : e;
   auto noise = [&](std::span<double> out, noise_position at) {
-    const auto d = portable_draw(seed, draw_of_step[at.step], elements);
+    const auto d = case_noise_values.draw(draw_of_step[at.step]);
     const bool f32 = s.flow || s.dpm;  // FlowMatch's and DPM-Solver's SDE noise is requested in float32
     for (std::size_t e = 0; e < out.size(); ++e) {
       const double v = d[at.sample * per + at.first_element + e];
       out[e] = f32 ? static_cast<double>(static_cast<float>(v)) : v;
     }
   };
-  auto model = [](const std::vector<double>& xs, double time) { return reference_model(xs, time); };
+  const bool f32_model = c.value("model_dtype", std::string("float64")) == "float32";  // a float32 pipeline
+  auto model = [f32_model](const std::vector<double>& xs, double time) {
+    auto out = reference_model(xs, time);
+    if (f32_model)
+      for (double& v : out) v = static_cast<double>(static_cast<float>(v));
+    return out;
+  };
   std::vector<std::vector<double>> trajectory;  // diffusers' space, after each step
   std::vector<double> bound_at;                 // the propagated |ours − state| bound after each step
   double e_state = 0.0;
@@ -312,7 +293,7 @@ void replay_sigma_case(const json& c, tally& t, const check_fn& check) {
     const level to = level_of(s, s.grid.sigmas[info.step_index + 1]);
     std::vector<double> native(xs.begin(), xs.end());
     for (double& e : native) e = sigma_space ? e / to.alpha : e;
-    const double in_max = trajectory.empty() ? max_abs(tensor(c.at("x_T"))) : max_abs(trajectory.back());
+    const double in_max = trajectory.empty() ? max_abs(case_noise_values.x_T) : max_abs(trajectory.back());
     // The step's gain |∂x̃'/∂x̃| bounded from its rows' state-space weights (|a| + L·|b| per evaluation, L = 0.9;
     // Heun's second row adds its state and history terms), times α/α' to go to σ-space.
     const std::size_t r0 = full.row_of_step(info.step_index), r1 = full.row_of_step(info.step_index + 1);

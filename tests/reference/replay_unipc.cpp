@@ -69,54 +69,22 @@ struct unipc_case {
   std::vector<std::int64_t> raw_disable;  // diffusers' list as given
 };
 
-/// The case's options; disable_corrector is filtered to the steps that have a corrector once N is known.
-unipc_case case_from(const json& c) {
-  const json& cfg = c.at("config");
+/// The case's options from the loader (on `grid`, without building: some configurations are refused by the
+/// sampler, which the replay checks by rule); disable_corrector is filtered by the loader to the steps that have a
+/// corrector, as diffusers ignores the others. raw_disable is the config's list as given, to check that rule.
+unipc_case case_from(const json& c, const sigma_grid& grid) {
+  load_options lo = case_options(c);
+  lo.grid = grid;
+  lo.build = false;
+  const loaded_scheduler loaded = load_case(c, lo);
   unipc_case u;
-  u.solver.order = cfg.value("solver_order", 2);
-  // diffusers maps the DPM-Solver names midpoint, heun and logrho to bh2 and raises for any other name: that one
-  // reaches skipstep as a value outside unipc_variant, which it must refuse.
-  const auto type = cfg.value("solver_type", std::string("bh2"));
-  u.solver.variant = type == "bh1"                                                                 ? unipc_variant::bh1
-                     : type == "bh2" || type == "midpoint" || type == "heun" || type == "logrho" ? unipc_variant::bh2
-                                                                                                   : static_cast<unipc_variant>(-1);
-  u.solver.predict_x0 = cfg.value("predict_x0", true);
-  u.solver.lower_order_final = cfg.value("lower_order_final", true);
-  u.solver.path = cfg.value("use_flow_sigmas", false) ? grid_path::flow : grid_path::vp;
+  u.solver = loaded.unipc;
+  u.options = loaded.options;
+  u.num_samples = loaded.options.num_samples;
+  const json& cfg = c.at("config");
   if (cfg.contains("disable_corrector") && cfg.at("disable_corrector").is_array())
     u.raw_disable = cfg.at("disable_corrector").get<std::vector<std::int64_t>>();
-  u.num_samples = c.at("shape").at(0).get<std::size_t>();
-  u.options.num_samples = u.num_samples;
-  u.options.prediction = parse_prediction_type(cfg.value("prediction_type", std::string("epsilon")));
-  // diffusers thresholds x̂0 only in its predict_x0 branch.
-  if (cfg.value("thresholding", false) && u.solver.predict_x0)
-    u.options.processing = x0_processing::dynamic_threshold(cfg.value("dynamic_thresholding_ratio", 0.995),
-                                                             cfg.value("sample_max_value", 1.0));
   return u;
-}
-
-/// The grid diffusers' set_timesteps builds from the config (for cases without a recorded grid).
-sigma_grid grid_from_config(const json& c) {
-  const json& cfg = c.at("config");
-  const auto n = c.at("set_timesteps_kwargs").at("num_inference_steps").get<std::size_t>();
-  const auto big_t = cfg.at("num_train_timesteps").get<std::size_t>();
-  const bool sigma_min = cfg.value("final_sigmas_type", std::string("zero")) == "sigma_min";
-  if (cfg.value("use_flow_sigmas", false)) {
-    sigma_grid g = make_multistep_flow_grid(n, cfg.value("flow_shift", 1.0), big_t);
-    if (sigma_min) g.sigmas.back() = g.sigmas[n - 1];
-    return g;
-  }
-  multistep_grid_options o;
-  const auto spacing = cfg.value("timestep_spacing", std::string("linspace"));
-  o.spacing = spacing == "leading"    ? timestep_spacing::leading
-              : spacing == "trailing" ? timestep_spacing::trailing
-                                      : timestep_spacing::linspace;
-  o.steps_offset = cfg.value("steps_offset", std::size_t{0});
-  if (cfg.value("use_karras_sigmas", false)) o.levels = sigma_spacing::karras;
-  if (cfg.value("use_exponential_sigmas", false)) o.levels = sigma_spacing::exponential;
-  if (cfg.value("use_beta_sigmas", false)) o.levels = sigma_spacing::beta;
-  if (sigma_min) o.final_level = final_sigma::sigma_min;
-  return make_multistep_grid(schedule_from_config(cfg), n, o);
 }
 
 /// The recorded grid: diffusers' float32 sigmas (N + 1) and integer timesteps, promoted to double.
@@ -229,23 +197,25 @@ void replay_unipc_case(const json& c, tally& t, const check_fn& check) {
   if (error_case) {  // the whole configuration, options to sampler, must be refused with std::invalid_argument
     bool threw = false;
     try {
-      const unipc_case e = case_from(c);
-      (void)unipc_sampler(grid_from_config(c), e.solver, e.options);
+      (void)load_case(c);  // the grid set_timesteps builds from the config, and the sampler
     } catch (const std::invalid_argument&) {
       threw = true;
     }
     check(threw, "expected std::invalid_argument (" + c.at("expected_error").dump() + ")");
     return;
   }
-  unipc_case u = case_from(c);
+  const sigma_grid grid = recorded_grid(c);
+  unipc_case u = case_from(c, grid);
   const bool flow = u.solver.path == grid_path::flow;
   const bool x0 = u.solver.predict_x0;
-  const sigma_grid grid = recorded_grid(c);
   const std::size_t n = grid.size();
+  load_options resolve_only = case_options(c);
+  resolve_only.grid = grid;
+  resolve_only.build = false;
+  const case_noise case_noise_values = noise_of(c, load_case(c, resolve_only));
 
-  // disable_corrector: diffusers ignores entries that name no corrector; skipstep refuses them.
-  for (std::int64_t j : u.raw_disable)
-    if (j >= 0 && static_cast<std::size_t>(j) + 1 < n) u.solver.disable_corrector.push_back(static_cast<std::size_t>(j));
+  // disable_corrector: diffusers ignores entries that name no corrector (the loader drops them); skipstep's sampler
+  // refuses them.
   if (u.solver.disable_corrector.size() != u.raw_disable.size()) {
     bool threw = false;
     unipc_options raw = u.solver;
@@ -280,7 +250,7 @@ void replay_unipc_case(const json& c, tally& t, const check_fn& check) {
 
   // 1. Plan rules and isolated steps.
   std::vector<std::vector<double>> recorded_d(n);
-  std::vector<double> previous = tensor(c.at("x_T")), last_sample;
+  std::vector<double> previous = case_noise_values.x_T, last_sample;
   std::size_t previous_k = 0;
   bool have_previous = false;
   for (const json& rec : c.at("steps")) {
@@ -354,7 +324,7 @@ void replay_unipc_case(const json& c, tally& t, const check_fn& check) {
   }
 
   // 2. The full run from x_T, with the error bound propagated through the rows.
-  std::vector<double> x = tensor(c.at("x_T"));
+  std::vector<double> x = case_noise_values.x_T;
   std::vector<std::vector<double>> trajectory;
   std::vector<double> bound_at;
   state_errors errors;

@@ -50,29 +50,6 @@ double timestep_sensitivity(const std::vector<double>& table, double sigma) {
   return weight_shift + level_shift;
 }
 
-sigma_grid_options options_from(const json& cfg) {
-  sigma_grid_options o;
-  const auto spacing = cfg.value("timestep_spacing", std::string("linspace"));
-  o.spacing = spacing == "leading"    ? timestep_spacing::leading
-              : spacing == "trailing" ? timestep_spacing::trailing
-                                      : timestep_spacing::linspace;
-  o.steps_offset = cfg.value("steps_offset", std::size_t{0});
-  if (cfg.value("use_karras_sigmas", false))
-    o.levels = sigma_spacing::karras;
-  else if (cfg.value("use_exponential_sigmas", false))
-    o.levels = sigma_spacing::exponential;
-  else if (cfg.value("use_beta_sigmas", false))
-    o.levels = sigma_spacing::beta;
-  else if (cfg.value("interpolation_type", std::string("linear")) == "log_linear")
-    o.levels = sigma_spacing::log_linear;
-  if (cfg.contains("sigma_min") && !cfg.at("sigma_min").is_null()) o.sigma_min = cfg.at("sigma_min").get<double>();
-  if (cfg.contains("sigma_max") && !cfg.at("sigma_max").is_null()) o.sigma_max = cfg.at("sigma_max").get<double>();
-  if (cfg.value("final_sigmas_type", std::string("zero")) == "sigma_min") o.final_level = final_sigma::sigma_min;
-  o.continuous_model_time = cfg.value("timestep_type", std::string("discrete")) == "continuous" &&
-                            cfg.value("prediction_type", std::string("epsilon")) == "v_prediction";
-  return o;
-}
-
 }  // namespace
 
 TEST_CASE("sigma grids equal diffusers' Euler, Euler ancestral and Heun sigmas and timesteps", "[reference][grid]") {
@@ -98,8 +75,13 @@ TEST_CASE("sigma grids equal diffusers' Euler, Euler ancestral and Heun sigmas a
     if (cfg.value("rescale_betas_zero_snr", false) && table_values.back() == 0x1p-24) table_values.back() = 0.0;
     const auto schedule = noise_schedule<double>::from_alphas_cumprod(table_values);
     const auto n = st.at("num_inference_steps").get<std::size_t>();
-    const sigma_grid_options opt = options_from(cfg);
-    const sigma_grid g = make_sigma_grid(schedule, n, opt);
+    // The grid the diffusers config loader builds from the case's config, on diffusers' own float32 ā table.
+    load_options lo = case_options(c);
+    lo.alphas_cumprod = table_values;
+    lo.build = false;
+    const loaded_scheduler loaded = load_case(c, lo);
+    const sigma_grid_options& opt = loaded.sigma_options;
+    const sigma_grid g = *loaded.grid;
     const std::vector<double> table = vp_sigmas(schedule);
 
     // diffusers' lists, with Heun's doubled entries taken once: t_0, t_1, t_3, ... and σ_0, σ_1, σ_3, ..., σ_{2N−1}.
@@ -187,25 +169,13 @@ TEST_CASE("flow grids equal diffusers' FlowMatchEulerDiscrete sigmas and timeste
         c.at("group") == "torch_generator")
       continue;
     INFO("case " << c.at("case").get<std::string>());
-    const json& cfg = c.at("config");
     const json& st = c.at("set_timesteps_kwargs");
     if (!st.is_object() || st.contains("timesteps")) continue;  // caller-given model times: not a grid rule
-    flow_grid_options o;
-    o.num_train_timesteps = cfg.at("num_train_timesteps").get<std::size_t>();
-    o.shift = cfg.value("shift", 1.0);
-    o.use_dynamic_shifting = cfg.value("use_dynamic_shifting", false);
-    if (st.contains("mu") && !st.at("mu").is_null()) o.mu = st.at("mu").get<double>();
-    o.shift_type = cfg.value("time_shift_type", std::string("exponential")) == "linear" ? time_shift::linear
-                                                                                          : time_shift::exponential;
-    if (cfg.contains("shift_terminal") && !cfg.at("shift_terminal").is_null())
-      o.shift_terminal = cfg.at("shift_terminal").get<double>();
-    if (cfg.value("use_karras_sigmas", false)) o.levels = sigma_spacing::karras;
-    if (cfg.value("use_exponential_sigmas", false)) o.levels = sigma_spacing::exponential;
-    if (cfg.value("use_beta_sigmas", false)) o.levels = sigma_spacing::beta;
-    o.invert = cfg.value("invert_sigmas", false);
-    const sigma_grid g = st.contains("sigmas") && !st.at("sigmas").is_null()
-                             ? flow_grid_from_levels(tensor(st.at("sigmas")), o)
-                             : make_flow_grid(st.at("num_inference_steps").get<std::size_t>(), o);
+    load_options lo = case_options(c);  // the loader's grid from the case's config (and sigmas / mu)
+    lo.build = false;
+    const loaded_scheduler loaded = load_case(c, lo);
+    const flow_grid_options& o = loaded.flow_options;
+    const sigma_grid g = *loaded.grid;
     const auto levels = tensor(c.at("sigmas")), times = tensor(c.at("timesteps"));
     REQUIRE(g.sigmas.size() == levels.size());
     REQUIRE(g.timesteps.size() == times.size());
@@ -275,31 +245,17 @@ TEST_CASE("multistep grids equal diffusers' DPMSolverMultistep, DEIS, DPMSolverS
         times.pop_back();
         levels.erase(levels.end() - 2);
       }
-      sigma_grid g;
+      // The grid the diffusers config loader builds from the case's config, on diffusers' float32 ā table.
       std::vector<double> table;
-      if (cfg.value("use_flow_sigmas", false)) {
-        g = make_multistep_flow_grid(n, cfg.value("flow_shift", 1.0), cfg.at("num_train_timesteps").get<std::size_t>());
-        if (cfg.value("final_sigmas_type", std::string("zero")) == "sigma_min") g.sigmas.back() = g.sigmas[n - 1];
-      } else {
+      load_options lo = case_options(c);
+      lo.build = false;
+      if (!cfg.value("use_flow_sigmas", false)) {
         auto values = tensor(tables.at(c.at("alphas_cumprod_table").get<std::string>()).at("alphas_cumprod"));
         if (cfg.value("rescale_betas_zero_snr", false) && values.back() == 0x1p-24) values.back() = 0.0;
-        const auto schedule = noise_schedule<double>::from_alphas_cumprod(values);
-        table = vp_sigmas(schedule);
-        multistep_grid_options o;
-        const auto spacing = cfg.value("timestep_spacing", std::string("linspace"));
-        o.spacing = spacing == "leading"    ? timestep_spacing::leading
-                    : spacing == "trailing" ? timestep_spacing::trailing
-                                            : timestep_spacing::linspace;
-        o.steps_offset = cfg.value("steps_offset", std::size_t{0});
-        if (cfg.value("use_karras_sigmas", false)) o.levels = sigma_spacing::karras;
-        if (cfg.value("use_exponential_sigmas", false)) o.levels = sigma_spacing::exponential;
-        if (cfg.value("use_beta_sigmas", false)) o.levels = sigma_spacing::beta;
-        if (cfg.value("use_lu_lambdas", false)) o.levels = sigma_spacing::lu_lambdas;
-        if (cfg.value("final_sigmas_type", std::string("zero")) == "sigma_min" || cls == "DEISMultistepScheduler")
-          o.final_level = final_sigma::sigma_min;
-        if (cfg.contains("lambda_min_clipped")) o.lambda_min_clipped = number(cfg.at("lambda_min_clipped"));
-        g = make_multistep_grid(schedule, n, o);
+        table = vp_sigmas(noise_schedule<double>::from_alphas_cumprod(values));
+        lo.alphas_cumprod = values;
       }
+      const sigma_grid g = *load_case(c, lo).grid;
       REQUIRE(times.size() == n);
       REQUIRE(g.sigmas.size() == levels.size());
       for (std::size_t i = 0; i < levels.size(); ++i) {
