@@ -7,6 +7,8 @@
 #include <catch2/catch.hpp>
 
 #include <skipstep/skipstep.hpp>
+#include <skipstep/schedule/sigma_grid.hpp>
+#include <skipstep/solver/euler.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -251,4 +253,28 @@ TEST_CASE("parity: skipstep's DDIM cell equals a plain PyTorch loop on the train
             << " elements differ from the PyTorch loop, max |C++ - PyTorch| = " << max_abs
             << (differing == 0 ? " (bit-identical)" : "") << "\n";
   CHECK(differing == 0);
+}
+
+TEST_CASE("torch_predictor passes fractional model times (σ grids, flow) with a floating time dtype", "[libtorch]") {
+  // Euler on a σ grid evaluates the network at fractional times (σ → t interpolated in the training table).
+  const auto schedule = skipstep::noise_schedule<double>::linear(1000);
+  const skipstep::euler_sampler euler(skipstep::make_sigma_grid(schedule, 8));
+  REQUIRE_FALSE(euler.has_integral_model_times());
+  std::vector<double> seen;
+  auto recording = [&](const torch::Tensor& x, const torch::Tensor& t) {
+    seen.push_back(t[0].item<double>());
+    return 0.5 * x;
+  };
+  skipstep::torch_predictor_options continuous;
+  continuous.time_dtype = c10::ScalarType::Double;
+  skipstep::torch_predictor p(recording, {1, 4}, continuous);
+  std::vector<float> x(4, 1.0f);
+  euler.sample(p, x);
+  REQUIRE(seen.size() == euler.rows().size());
+  for (std::size_t r = 0; r < seen.size(); ++r) CHECK(seen[r] == euler.rows()[r].model_time);
+  // torch.long times: a fractional time is refused by name, not truncated.
+  skipstep::torch_predictor integral(recording, {1, 4});
+  std::vector<float> y(4, 1.0f), out(4);
+  CHECK_ERROR(integral(y, 523.7, std::span<float>(out)), std::invalid_argument, "torch_predictor", "t", "523.7");
+  CHECK_THROWS_AS(euler.sample(integral, y), std::invalid_argument);
 }

@@ -238,3 +238,48 @@ TEST_CASE("a loaded DDIM and diffusers_torch_noise replay a seeded pipeline run 
   CHECK(x == y);
   CHECK(l.draws_noise == std::vector<bool>(10, true));  // set_alpha_to_one = false: the last step is noisy too
 }
+
+TEST_CASE("Python's -Infinity / Infinity tokens load; NaN, out-of-range numbers and huge counts are refused by name",
+          "[diffusers_config][errors]") {
+  // diffusers saves lambda_min_clipped = -inf as the bare token -Infinity (Python's json), which JSON forbids.
+  const loaded_scheduler dpm = parse_scheduler_config(
+      R"({"_class_name": "DPMSolverMultistepScheduler", "lambda_min_clipped": -Infinity, "_note": "-Infinity stays"})",
+      steps(10));
+  CHECK(dpm.get().num_steps() == 10);
+  CHECK_THROWS_WITH(
+      parse_scheduler_config(R"({"_class_name": "DPMSolverMultistepScheduler", "lambda_min_clipped": NaN})", steps(10)),
+      Catch::Contains("\"lambda_min_clipped\"") && Catch::Contains("not NaN"));
+  // A number beyond double (nlohmann's out_of_range) is malformed JSON, named as such, not a raw nlohmann error.
+  CHECK_THROWS_AS(parse_scheduler_config(R"({"_class_name": "DDIMScheduler", "beta_end": 1e400})", steps(10)),
+                  std::invalid_argument);
+  CHECK_THROWS_WITH(parse_scheduler_config(R"({"_class_name": "DDIMScheduler", "beta_end": 1e400})", steps(10)),
+                    Catch::StartsWith("skipstep::parse_scheduler_config: the config text is not valid JSON"));
+  // Counts: a table beyond 10^7 entries, an offset at or past T (it wrapped to negative model times), orders that
+  // would narrow to a valid int, betas that do not match num_train_timesteps.
+  CHECK_THROWS_WITH(load_scheduler_config(json{{"_class_name", "DDIMScheduler"},
+                                               {"num_train_timesteps", 18446744073709551615ull}},
+                                          steps(10)),
+                    Catch::Contains("\"num_train_timesteps\"") && Catch::Contains("[1, 10000000]"));
+  for (const char* cls : {"PNDMScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler"})
+    CHECK_THROWS_WITH(load_scheduler_config(json{{"_class_name", cls}, {"timestep_spacing", "leading"},
+                                                 {"steps_offset", 18446744073709551615ull}},
+                                            steps(10)),
+                      Catch::Contains("\"steps_offset\"") && Catch::Contains("below num_train_timesteps = 1000"));
+  CHECK_THROWS_WITH(load_scheduler_config(json{{"_class_name", "UniPCMultistepScheduler"},
+                                               {"solver_order", 4294967298ull}},
+                                          steps(10)),
+                    Catch::Contains("\"solver_order\" = 4294967298") && Catch::Contains("supported: 1, 2 or 3"));
+  CHECK_THROWS_WITH(load_scheduler_config(json{{"_class_name", "DDPMScheduler"}, {"num_train_timesteps", 1000},
+                                               {"trained_betas", std::vector<double>(500, 0.01)}},
+                                          steps(10)),
+                    Catch::Contains("\"trained_betas\"") && Catch::Contains("(got 500)"));
+}
+
+TEST_CASE("strength below 1 is refused for solvers with history, at load time", "[diffusers_config][errors]") {
+  load_options o = steps(20);
+  o.strength = 0.6;
+  for (const char* cls : {"DPMSolverMultistepScheduler", "UniPCMultistepScheduler", "HeunDiscreteScheduler"})
+    CHECK_THROWS_WITH(load_scheduler_config(json{{"_class_name", cls}}, o),
+                      Catch::Contains("options.strength = 0.6") && Catch::Contains(cls));
+  CHECK(load_scheduler_config(json{{"_class_name", "EulerDiscreteScheduler"}}, o).first_step > 0);
+}

@@ -16,6 +16,7 @@
 #include "skipstep/skipstep.hpp"
 #include "skipstep/schedule/sigma_grid.hpp"
 #include "skipstep/solver/dpm_solver_singlestep.hpp"
+#include "skipstep/solver/euler.hpp"
 
 using namespace skipstep;
 using Catch::Matchers::Contains;
@@ -355,4 +356,28 @@ TEST_CASE("a derived sampler owned through a pointer to sampler is destroyed who
   CHECK(owned->num_steps() == 10);
   owned.reset();
   CHECK(owned == nullptr);
+}
+
+TEST_CASE("a reused workspace does not carry a NaN saved state into the next run", "[reliability][sampler]") {
+  // Heun's first row of a pair saves S (weight 0 in that row). With x̂0 processing the general loop ran; it read
+  // 0·S from the previous run's S, so a run that ended in NaN poisoned the next one through the same workspace.
+  const auto sched = noise_schedule<>::linear(1000);
+  sampler_options opt;
+  opt.processing = x0_processing::clip(1.0);
+  opt.prediction = prediction_type::epsilon;
+  const heun_sampler s(make_sigma_grid(sched, 6), opt);
+  auto nan_model = [](const std::vector<double>&, double, std::span<double> out) {
+    for (double& v : out) v = nan_v;
+  };
+  auto good_model = [](const std::vector<double>& x, double, std::span<double> out) {
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = 0.3 * std::tanh(x[i]);
+  };
+  std::vector<double> poisoned = start<double>(64);
+  auto ws = s.make_workspace(poisoned);
+  s.sample(nan_model, poisoned, no_noise{}, ws);
+  REQUIRE(std::isnan(poisoned[0]));
+  std::vector<double> reused = start<double>(64), fresh = start<double>(64);
+  s.sample(good_model, reused, no_noise{}, ws);
+  s.sample(good_model, fresh);
+  CHECK(reused == fresh);
 }

@@ -376,3 +376,24 @@ TEST_CASE("sampler::apply_row in a loop is sampler::sample", "[serving]") {
     CHECK(x == alone(*s, model, seed));
   }
 }
+
+TEST_CASE("per_sample refuses to truncate a fractional time for an integer-time predictor", "[serving][errors]") {
+  const auto sched = noise_schedule<>::linear(1000);
+  const heun_sampler heun(make_sigma_grid(sched, 6));
+  REQUIRE_FALSE(heun.has_integral_model_times());
+  serving::batch<double> b(2, 8);
+  const std::vector<double> x(8, 0.5);
+  b.admit({&heun, x, 1, 0, 7});
+  auto integer_net = serving::per_sample([](std::span<const double> in, std::int64_t, std::span<double> out) {
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = 0.1 * in[i];
+  });
+  std::size_t first_fractional = 0;  // rows with whole-number times (σ_max → t = 999) run
+  while (heun.rows()[first_fractional].model_time == std::nearbyint(heun.rows()[first_fractional].model_time))
+    ++first_fractional;
+  for (std::size_t r = 0; r < first_fractional; ++r) b.step(integer_net);
+  const std::size_t done = b.steps_done(0);
+  CHECK_THROWS_AS(b.step(integer_net), std::invalid_argument);
+  CHECK_THROWS_WITH(b.step(integer_net), Catch::Contains("serving::per_sample") && Catch::Contains("t[0]") &&
+                                             Catch::Contains("whole number"));
+  CHECK(b.steps_done(0) == done);  // nothing was stepped by the refused calls
+}

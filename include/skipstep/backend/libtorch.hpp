@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -171,15 +172,34 @@ class torch_predictor {
       detail::throw_invalid(fn, "options.time_dtype", "must be torch.long or a floating-point dtype",
                             c10::toString(options_.time_dtype));
     numel_ = 1;
-    for (std::int64_t e : shape_) numel_ *= static_cast<std::size_t>(e);
+    for (std::int64_t e : shape_) {
+      if (static_cast<std::size_t>(e) > std::numeric_limits<std::size_t>::max() / numel_ ||
+          numel_ * static_cast<std::size_t>(e) > static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max()))
+        detail::throw_invalid(fn, "sample_shape", "must have a product of extents below 2^63",
+                              detail::torch_shape_string(shape_));
+      numel_ *= static_cast<std::size_t>(e);
+    }
   }
+
+  /// The sampler passes model times as double (fractional on σ grids and flow grids: Euler / Heun / DPM-Solver on
+  /// Karras levels, FlowMatchEuler's t = s·T); integer-time samplers pass whole numbers.
+  using time_type = double;
 
   /// m = module(x, t·1): see the class comment. `x` is any readable skipstep tensor with numel(sample_shape)
   /// elements, `out` has as many.
+  /// With options.time_dtype = torch.long the time must be a whole number (else std::invalid_argument naming t):
+  /// pass a floating time_dtype for networks trained on continuous times.
   template <ReadableTensor X>
-  void operator()(const X& x, std::int64_t t, std::span<tensor_value_t<X>> out) {
+  void operator()(const X& x, double t, std::span<tensor_value_t<X>> out) {
     using T = tensor_value_t<X>;
     constexpr const char* fn = "torch_predictor";
+    const bool integral_time = options_.time_dtype == c10::ScalarType::Long;
+    if (!std::isfinite(t) || (integral_time && (t != std::nearbyint(t) || std::abs(t) >= 0x1p62)))
+      detail::throw_invalid(fn, "t",
+                            integral_time ? "must be a whole number for options.time_dtype = torch.long (use a "
+                                            "floating time_dtype for fractional model times)"
+                                          : "must be finite",
+                            t);
     const std::span<const T> xs = skipstep::elements(x);
     if (xs.size() != numel_)
       detail::throw_invalid(fn, "x.size()",
@@ -193,7 +213,8 @@ class torch_predictor {
     torch::Tensor input = torch::from_blob(const_cast<T*>(xs.data()), shape_,
                                            torch::TensorOptions().dtype(detail::torch_dtype_of<T>()));
     if (input.scalar_type() != options_.model_dtype) input = input.to(options_.model_dtype);
-    const torch::Tensor times = torch::full({shape_[0]}, t, torch::TensorOptions().dtype(options_.time_dtype));
+    const c10::Scalar time_value = integral_time ? c10::Scalar(static_cast<std::int64_t>(t)) : c10::Scalar(t);
+    const torch::Tensor times = torch::full({shape_[0]}, time_value, torch::TensorOptions().dtype(options_.time_dtype));
     torch::Tensor y = call(input, times);
     if (!y.defined()) detail::throw_invalid(fn, "module output", "must be a defined tensor", "an undefined tensor");
     if (!y.device().is_cpu())

@@ -311,6 +311,7 @@ class reader {
       const auto s = v.get<std::string>();
       if (s == "inf" || s == "Infinity") return std::numeric_limits<double>::infinity();
       if (s == "-inf" || s == "-Infinity") return -std::numeric_limits<double>::infinity();
+      if (s == "NaN" || s == "nan") bad_type(key, "a number, not NaN");
     }
     bad_type(key, "a number");
   }
@@ -380,14 +381,32 @@ class reader {
   throw std::invalid_argument("skipstep::" + fn + ": " + cls + ": " + what + " " + rule);
 }
 
+/// The largest num_train_timesteps the loader accepts (models use 1000; the bound keeps the tables in memory).
+inline constexpr std::size_t max_train_timesteps = 10'000'000;
+
+/// steps_offset, which must stay below num_train_timesteps (else every timestep would be shifted past the table
+/// or, for huge values, wrap around to negative model times).
+inline std::size_t read_steps_offset(const reader& r, std::size_t big_t) {
+  const std::size_t offset = r.count("steps_offset");
+  if (offset >= big_t)
+    r.unsupported("steps_offset", "an integer below num_train_timesteps = " + std::to_string(big_t));
+  return offset;
+}
+
 /// num_train_timesteps, betas (or trained_betas), rescale_betas_zero_snr; or the caller's ā table.
 inline noise_schedule<double> read_schedule(const reader& r, const load_options& o, bool has_zero_snr_key) {
   if (!o.alphas_cumprod.empty()) return noise_schedule<double>::from_alphas_cumprod(o.alphas_cumprod);
   const std::size_t big_t = r.count("num_train_timesteps");
-  if (big_t < 1) r.unsupported("num_train_timesteps", "an integer >= 1");
+  // The tables are built in memory (several arrays of T doubles): a bound keeps a typo from asking for terabytes.
+  if (big_t < 1 || big_t > max_train_timesteps)
+    r.unsupported("num_train_timesteps", "an integer in [1, " + std::to_string(max_train_timesteps) + "]");
   noise_schedule<double> s = [&] {
     if (!r.is_null("trained_betas")) {
       const auto betas = r.numbers("trained_betas");
+      // diffusers spaces the timesteps by num_train_timesteps and indexes the betas' table with them.
+      if (betas.size() != big_t)
+        r.unsupported("trained_betas", "a list of num_train_timesteps = " + std::to_string(big_t) + " betas (got " +
+                                           std::to_string(betas.size()) + ")");
       return noise_schedule<double>::from_betas(betas);
     }
     const double b0 = r.finite("beta_start"), b1 = r.finite("beta_end");
@@ -485,7 +504,10 @@ inline sigma_grid multistep_grid(const reader& r, const load_options& o, const n
     if (read_level_spacing(r, sigma_spacing::interpolated) != sigma_spacing::interpolated)
       r.unsupported("use_flow_sigmas", "false when use_karras_sigmas / use_exponential_sigmas / use_beta_sigmas is set");
     sigma_grid g = detail::with_context("skipstep::" + r.function(), [&] {
-      return make_multistep_flow_grid(n, r.finite("flow_shift"), r.count("num_train_timesteps"));
+      const std::size_t big_t = r.count("num_train_timesteps");
+      if (big_t < 1 || big_t > max_train_timesteps)
+        r.unsupported("num_train_timesteps", "an integer in [1, " + std::to_string(max_train_timesteps) + "]");
+      return make_multistep_flow_grid(n, r.finite("flow_shift"), big_t);
     });
     if (sigma_min_final) g.sigmas.back() = g.sigmas[n - 1];
     return g;
@@ -493,7 +515,8 @@ inline sigma_grid multistep_grid(const reader& r, const load_options& o, const n
   multistep_grid_options g;
   if (has_spacing) {
     g.spacing = read_spacing(r);
-    g.steps_offset = r.count("steps_offset");
+    g.steps_offset = read_steps_offset(r, schedule != nullptr ? schedule->num_train_timesteps()
+                                                               : r.count("num_train_timesteps"));
   }
   g.levels = read_level_spacing(r, sigma_spacing::interpolated);
   if (r.class_name() == "DPMSolverMultistepScheduler" && r.boolean("use_lu_lambdas")) {
@@ -576,7 +599,7 @@ inline loaded_scheduler load(const std::string& fn, const json& cfg, const load_
     if (!ddpm) out.options.processing = out.options.processing.with_clipped_model_output(o.use_clipped_model_output);
     const std::size_t big_t = schedule.num_train_timesteps();
     const timestep_spacing spacing = read_spacing(r);
-    const std::size_t offset = r.count("steps_offset");
+    const std::size_t offset = read_steps_offset(r, big_t);
     timestep_schedule ts = detail::with_context(ctx, [&] {
       if (!o.timesteps.empty()) return timestep_schedule::custom(big_t, o.timesteps);
       if (ddpm && !o.num_inference_steps) return timestep_schedule::leading(big_t, big_t, 0);
@@ -615,7 +638,7 @@ inline loaded_scheduler load(const std::string& fn, const json& cfg, const load_
     if (pndm) {
       out.skip_prk_steps = r.boolean("skip_prk_steps");
       out.spacing = read_spacing(r);
-      out.steps_offset = r.count("steps_offset");
+      out.steps_offset = read_steps_offset(r, big_t);
       out.after_last = r.boolean("set_alpha_to_one") ? final_alpha::one : final_alpha::alpha_cumprod_0;
       const std::size_t n = steps_or_throw(r, o);
       out.integer_timesteps = detail::with_context(
@@ -748,7 +771,9 @@ inline loaded_scheduler load(const std::string& fn, const json& cfg, const load_
     if (flow && out.options.prediction != prediction_type::flow)
       r.unsupported("prediction_type", "\"flow_prediction\" with use_flow_sigmas = true");
     const x0_processing processing = read_processing(r, true, false);
-    const int order = static_cast<int>(r.count("solver_order"));
+    const std::size_t order_count = r.count("solver_order");
+    if (order_count < 1 || order_count > 3) r.unsupported("solver_order", "1, 2 or 3");
+    const int order = static_cast<int>(order_count);
     bool sigma_min_final = false;
     if (!deis) sigma_min_final = r.choice("final_sigmas_type", {"zero", "sigma_min"}) == 1;
     if (multi || single) r.require_default("variance_type", "null (learned-variance outputs are not supported)");
@@ -857,14 +882,66 @@ inline loaded_scheduler load(const std::string& fn, const json& cfg, const load_
   for (std::size_t i = 0; i < s.num_steps(); ++i)
     for (std::size_t k = s.row_of_step(i); k < s.row_of_step(i + 1); ++k)
       if (s.coefficients()[k].noise_std != 0.0) out.draws_noise[i] = true;
-  if (o.strength && !strength_in_timesteps) out.first_step = first_step_for_strength(s.num_steps(), *o.strength);
+  if (o.strength && !strength_in_timesteps) {
+    // Starting mid-plan needs a solver without history (sampler::sample refuses first_step > 0 otherwise):
+    // refuse here, naming the option, rather than hand back a first_step that sample() rejects.
+    bool carries_history = s.history_slots() > 0;
+    for (const solver_row& row : s.rows()) carries_history = carries_history || row.extras.uses_state();
+    if (carries_history && *o.strength < 1.0)
+      throw std::invalid_argument("skipstep::" + fn + ": options.strength = " + std::to_string(*o.strength) + " (img2img) is not supported for " +
+                                  r.class_name() + " (a multistep or multi-stage solver starts from its first step); "
+                                  "supported: strength = 1, or a single-step class (DDIM, DDPM, Euler, Euler ancestral, "
+                                  "FlowMatchEuler, LCM, TCD)");
+    out.first_step = first_step_for_strength(s.num_steps(), *o.strength);
+  }
+  return out;
+}
+
+/// Python's json module writes non-finite floats as the bare tokens Infinity, -Infinity and NaN (diffusers saves
+/// `"lambda_min_clipped": -Infinity` this way), which JSON and nlohmann reject. Outside string literals they are
+/// quoted, so reader::number reads them by name (and refuses "NaN"); everything else is left as it is.
+inline std::string quote_python_tokens(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 16);
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size()) {
+        out += text[++i];
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      out += c;
+      continue;
+    }
+    bool replaced = false;
+    for (const std::string_view token : {std::string_view("-Infinity"), std::string_view("Infinity"),
+                                         std::string_view("NaN")}) {
+      if (text.substr(i, token.size()) == token) {
+        out += '"';
+        out += token;
+        out += '"';
+        i += token.size() - 1;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out += c;
+  }
   return out;
 }
 
 inline json parse_text(const std::string& fn, std::string_view text, const std::string& where) {
+  const std::string quoted = quote_python_tokens(text);
   try {
-    return json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
+    return json::parse(quoted.begin(), quoted.end());
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers beyond double (1e400)
     throw std::invalid_argument("skipstep::" + fn + ": " + where + " is not valid JSON: " + e.what());
   }
 }

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -56,8 +57,19 @@ struct per_sample_predictor {
   void operator()(std::span<const T> x, std::span<const double> t, std::span<T> out) {
     if (t.empty()) return;
     const std::size_t n = x.size() / t.size();
-    for (std::size_t s = 0; s < t.size(); ++s)
-      if (t[s] == t[s]) f(x.subspan(s * n, n), t[s], out.subspan(s * n, n));
+    for (std::size_t s = 0; s < t.size(); ++s) {
+      if (t[s] != t[s]) continue;  // NaN: an empty or finished slot
+      if constexpr (!takes_fractional_time<F>) {
+        // An integer-time predictor would silently truncate t (523.7 → 523) or overflow (inf): refuse, as
+        // sampler::sample refuses fractional model times for such a predictor.
+        if (!(t[s] == std::nearbyint(t[s]) && std::abs(t[s]) < 0x1p62))
+          detail::throw_invalid("serving::per_sample", "t[" + std::to_string(s) + "]",
+                                "must be a whole number for a predictor taking an integer timestep (give it a "
+                                "double time parameter)",
+                                t[s]);
+      }
+      f(x.subspan(s * n, n), t[s], out.subspan(s * n, n));
+    }
   }
 };
 

@@ -278,7 +278,9 @@ void apply_row_range(const affine_step& c, const row_extras& e, T* xs, const T* 
         const T eps = reeps ? rx * xv + r0 * x0 : ex * xv + em * mv;
         T out = w0 * x0 + we * eps + wx * xv;
         if (state != nullptr) {
-          out += ws * state[k];
+          // Only a row that weighs S reads it: a row that just saves S (weight 0) must not turn a stale S left by
+          // an earlier run of the workspace (NaN or inf) into 0·S = NaN.
+          if (e.state_weight != 0.0) out += ws * state[k];
           if (e.save_state) state[k] = xv;
         }
         for (std::size_t r = 0; r < reads; ++r) out += hw[r] * h[r][k];
