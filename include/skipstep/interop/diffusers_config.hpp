@@ -105,8 +105,14 @@ struct loaded_scheduler {
   std::size_t first_step = 0;  ///< img2img: run sample(..., first_step) (0 without `strength`).
   /// The steps at which diffusers calls randn_tensor (true) and the noise is stochastic.
   std::vector<bool> draws_noise;
-  /// Which dtype diffusers asks randn_tensor for: the model output's (`model`), the sample's (`sample`) or float32.
-  enum class noise_dtype_rule { model, sample, float32, none } noise_rule = noise_dtype_rule::none;
+  /// Which dtype diffusers asks randn_tensor for a step's noise.
+  enum class noise_dtype_rule {
+    model,    ///< the model output's dtype.
+    sample,   ///< the sample's dtype.
+    float32,  ///< always float32.
+    none      ///< no step draws noise.
+  };
+  noise_dtype_rule noise_rule = noise_dtype_rule::none;  ///< the rule of this class (see noise_dtype_rule).
   std::vector<std::string> defaulted_keys;  ///< diffusers keys absent from the config: diffusers' default used.
   std::vector<std::string> ignored_keys;    ///< metadata (`_...`) and keys with no effect on this class's sampling.
   std::vector<std::string> unknown_keys;    ///< not a key of this class (diffusers ignores them with a warning).
