@@ -277,6 +277,18 @@ struct tally {
 /// Records one check of a case (the runner counts the case as failed if any check fails).
 using check_fn = std::function<void(bool, const std::string&)>;
 
+/// An expected-error case (group "error"): loading its configuration, options to sampler, must throw
+/// std::invalid_argument; `check` records whether it did.
+inline void check_refused(const json& c, const check_fn& check) {
+  bool threw = false;
+  try {
+    (void)load_case(c);
+  } catch (const std::invalid_argument&) {
+    threw = true;
+  }
+  check(threw, "expected an invalid_argument for " + c.at("expected_error").dump());
+}
+
 /// True for the σ-space and flow classes replayed by replay_sigma_case (replay_sigma.cpp).
 bool is_sigma_class(const std::string& scheduler_class);
 /// Replays one case of EulerDiscrete, EulerAncestralDiscrete, HeunDiscrete, FlowMatchEulerDiscrete or
