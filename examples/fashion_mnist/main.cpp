@@ -40,6 +40,19 @@ namespace fs = std::filesystem;
 
 namespace {
 
+struct policy {
+  bool larger_variance;
+  double eta;
+};
+const std::vector<policy> all_policies{{false, 0.0}, {false, 0.2}, {false, 0.5}, {false, 1.0}, {true, 0.0}};
+
+std::string policy_tag(const policy& p) {
+  if (p.larger_variance) return "sigmahat";
+  std::ostringstream s;
+  s << "eta" << p.eta;
+  return s.str();
+}
+
 struct config {
   std::size_t n = 400;        ///< samples per cell, S < 1000
   std::size_t n1000 = 50;     ///< samples per cell, S = 1000
@@ -47,6 +60,8 @@ struct config {
   std::size_t workers = 2;
   std::uint64_t seed = 2026;
   std::vector<std::size_t> steps{10, 20, 50, 100, 1000};
+  std::vector<policy> policies = all_policies;
+  std::vector<fm::skip_type> skips{fm::skip_type::uniform, fm::skip_type::quadratic};
   bool quick = false;
   bool figure = true;
   bool bench = true;
@@ -59,7 +74,7 @@ struct config {
 const char* usage =
     "usage: skipstep_fashion_mnist [--quick] [--n N] [--n1000 N] [--batch B] [--workers W] [--seed S]\n"
     "                              [--models DIR] [--data DIR] [--out DIR] [--dump-npy DIR] [--no-figure]\n"
-    "                              [--no-bench]\n"
+    "                              [--no-bench] [--steps LIST] [--policies LIST] [--skips LIST]\n"
     "  Samples S in {10,20,50,100,1000} x {eta 0, 0.2, 0.5, 1, sigma-hat} x {uniform, quadratic skip} with the\n"
     "  trained Fashion-MNIST DDPM (DDIM sampler, T = 1000, linear betas) and prints FID in the classifier's feature\n"
     "  space against the 10000 test images, with the noise floor (N real training images vs the test set) and the\n"
@@ -76,7 +91,26 @@ const char* usage =
     "  --out DIR    results.json and the PNG grids (default build/fashion-mnist-output)\n"
     "  --dump-npy DIR  every cell's samples as <skip>_S<S>_<eta0|eta0.2|eta0.5|eta1|sigmahat>.npy (N x 28 x 28\n"
     "               float32, clipped to [-1, 1]) plus results.json\n"
-    "  --no-figure  no PNG (gnuplot); --no-bench: no forward benchmark\n";
+    "  --no-figure  no PNG (gnuplot); --no-bench: no forward benchmark\n"
+    "  --steps LIST     a subset of the rows, comma-separated, each in 1..1000 (default 10,20,50,100,1000)\n"
+    "  --policies LIST  a subset of eta0,eta0.2,eta0.5,eta1,sigmahat (default: all)\n"
+    "  --skips LIST     a subset of uniform,quadratic (default: both)\n"
+    "  The seed spread is measured on quadratic (else the first skip) S = 20 (else the first S), the first\n"
+    "  policy.\n";
+
+/// "a,b,c" -> {"a", "b", "c"}; an empty list or an empty item is refused, naming the option.
+std::vector<std::string> split_list(const std::string& option, const std::string& list) {
+  std::vector<std::string> items;
+  std::string item;
+  std::istringstream in(list);
+  while (std::getline(in, item, ',')) {
+    if (item.empty()) throw std::invalid_argument("skipstep_fashion_mnist: " + option + ": empty item in '" + list + "'");
+    items.push_back(item);
+  }
+  if (items.empty() || list.back() == ',')
+    throw std::invalid_argument("skipstep_fashion_mnist: " + option + ": empty item in '" + list + "'");
+  return items;
+}
 
 config parse(int argc, char** argv) {
   config c;
@@ -88,7 +122,15 @@ config parse(int argc, char** argv) {
       return argv[++i];
     };
     auto count = [&](const std::string& v) {
-      const long long x = std::stoll(v);
+      std::size_t used = 0;
+      long long x = 0;
+      try {
+        x = std::stoll(v, &used);
+      } catch (const std::logic_error&) {
+        used = 0;
+      }
+      if (used != v.size() || v.empty())
+        throw std::invalid_argument("skipstep_fashion_mnist: " + a + " needs a whole number (got '" + v + "')");
       if (x <= 0) throw std::invalid_argument("skipstep_fashion_mnist: " + a + " must be > 0 (got " + v + ")");
       return static_cast<std::size_t>(x);
     };
@@ -108,7 +150,15 @@ config parse(int argc, char** argv) {
     } else if (a == "--workers") {
       c.workers = count(value());
     } else if (a == "--seed") {
-      c.seed = std::stoull(value());
+      const std::string v = value();
+      std::size_t used = 0;
+      try {
+        c.seed = std::stoull(v, &used);
+      } catch (const std::logic_error&) {
+        used = 0;
+      }
+      if (used != v.size() || v.empty() || v.front() == '-')
+        throw std::invalid_argument("skipstep_fashion_mnist: --seed needs a whole number >= 0 (got '" + v + "')");
     } else if (a == "--models") {
       c.models = value();
     } else if (a == "--data") {
@@ -121,6 +171,38 @@ config parse(int argc, char** argv) {
       c.figure = false;
     } else if (a == "--no-bench") {
       c.bench = false;
+    } else if (a == "--steps") {
+      c.steps.clear();
+      for (const std::string& v : split_list(a, value())) {
+        const std::size_t s = count(v);
+        if (s > fm::num_train_timesteps)
+          throw std::invalid_argument("skipstep_fashion_mnist: --steps: " + v + " is more than T = 1000");
+        if (std::find(c.steps.begin(), c.steps.end(), s) != c.steps.end())
+          throw std::invalid_argument("skipstep_fashion_mnist: --steps: " + v + " is listed twice");
+        c.steps.push_back(s);
+      }
+    } else if (a == "--policies") {
+      c.policies.clear();
+      for (const std::string& v : split_list(a, value())) {
+        const auto it = std::find_if(all_policies.begin(), all_policies.end(),
+                                     [&](const policy& p) { return policy_tag(p) == v; });
+        if (it == all_policies.end())
+          throw std::invalid_argument("skipstep_fashion_mnist: --policies: unknown policy " + v +
+                                      " (eta0, eta0.2, eta0.5, eta1, sigmahat)");
+        if (std::any_of(c.policies.begin(), c.policies.end(), [&](const policy& p) { return policy_tag(p) == v; }))
+          throw std::invalid_argument("skipstep_fashion_mnist: --policies: " + v + " is listed twice");
+        c.policies.push_back(*it);
+      }
+    } else if (a == "--skips") {
+      c.skips.clear();
+      for (const std::string& v : split_list(a, value())) {
+        if (v != "uniform" && v != "quadratic")
+          throw std::invalid_argument("skipstep_fashion_mnist: --skips: unknown skip " + v + " (uniform, quadratic)");
+        const fm::skip_type k = v == "uniform" ? fm::skip_type::uniform : fm::skip_type::quadratic;
+        if (std::find(c.skips.begin(), c.skips.end(), k) != c.skips.end())
+          throw std::invalid_argument("skipstep_fashion_mnist: --skips: " + v + " is listed twice");
+        c.skips.push_back(k);
+      }
     } else {
       throw std::invalid_argument("skipstep_fashion_mnist: unknown option " + a + " (see --help)");
     }
@@ -169,18 +251,6 @@ std::vector<int> load_labels(const std::string& path) {
   return {raw.begin(), raw.end()};
 }
 
-struct policy {
-  bool larger_variance;
-  double eta;
-};
-const std::vector<policy> policies{{false, 0.0}, {false, 0.2}, {false, 0.5}, {false, 1.0}, {true, 0.0}};
-
-std::string policy_tag(const policy& p) {
-  if (p.larger_variance) return "sigmahat";
-  std::ostringstream s;
-  s << "eta" << p.eta;
-  return s.str();
-}
 std::string policy_label(const policy& p) {
   if (p.larger_variance) return "σ̂";
   std::ostringstream s;
@@ -341,16 +411,20 @@ int main(int argc, char** argv) try {
 
   // The cells. S = 1000: both skips list every t (checked), sampled once.
   std::vector<cell_result> cells;
-  const fm::skip_type skips[] = {fm::skip_type::uniform, fm::skip_type::quadratic};
+  const std::vector<policy>& policies = cfg.policies;
+  const std::vector<fm::skip_type>& skips = cfg.skips;
+  const bool has_uniform = std::find(skips.begin(), skips.end(), fm::skip_type::uniform) != skips.end();
   std::map<std::string, std::size_t> index;  // "<skip>_S<S>_<tag>" -> cells[]
   auto key = [](fm::skip_type k, std::size_t s, const policy& p) {
     return skip_name(k) + "_S" + std::to_string(s) + "_" + policy_tag(p);
   };
-  std::cout << "\nsampling " << cfg.steps.size() * policies.size() * 2 - policies.size() << " cells ...\n";
+  const bool has_1000 = std::find(cfg.steps.begin(), cfg.steps.end(), fm::num_train_timesteps) != cfg.steps.end();
+  const std::size_t shared_1000 = has_1000 && has_uniform && skips.size() == 2 ? policies.size() : 0;
+  std::cout << "\nsampling " << cfg.steps.size() * policies.size() * skips.size() - shared_1000 << " cells ...\n";
   for (fm::skip_type skip : skips) {
     for (std::size_t s : cfg.steps) {
       for (const policy& p : policies) {
-        if (s == fm::num_train_timesteps && skip == fm::skip_type::quadratic) {
+        if (s == fm::num_train_timesteps && skip == fm::skip_type::quadratic && has_uniform) {
           index[key(skip, s, p)] = index.at(key(fm::skip_type::uniform, s, p));
           continue;
         }
@@ -368,22 +442,30 @@ int main(int argc, char** argv) try {
       }
     }
   }
-  // Seed spread: one cell again with two other seeds.
-  const fm::cell_spec spread_cell{fm::skip_type::quadratic, 20, false, 0.0};
-  std::vector<double> spread{cells[index.at(key(fm::skip_type::quadratic, 20, policies[0]))].fid};
+  // Seed spread: one cell again with two other seeds (quadratic S = 20 η = 0 unless the lists leave it out).
+  const fm::skip_type spread_skip =
+      std::find(skips.begin(), skips.end(), fm::skip_type::quadratic) != skips.end() ? fm::skip_type::quadratic
+                                                                                      : skips.front();
+  const std::size_t spread_steps =
+      std::find(cfg.steps.begin(), cfg.steps.end(), std::size_t(20)) != cfg.steps.end() ? 20 : cfg.steps.front();
+  const policy spread_policy = policies.front();
+  const std::size_t spread_n = spread_steps == fm::num_train_timesteps ? cfg.n1000 : cfg.n;
+  const std::string spread_key = key(spread_skip, spread_steps, spread_policy);
+  std::vector<double> spread{cells[index.at(spread_key)].fid};
   {
-    std::vector<float> tmp(cfg.n * fm::image_size);
+    const fm::cell_spec spread_cell{spread_skip, spread_steps, spread_policy.larger_variance, spread_policy.eta};
+    std::vector<float> tmp(spread_n * fm::image_size);
     for (std::uint64_t k = 1; k <= 2; ++k) {
-      nets.sample(spread_cell, cfg.n, cfg.batch, cfg.seed + k, tmp);
-      spread.push_back(fid_of(tmp.data(), cfg.n));
+      nets.sample(spread_cell, spread_n, cfg.batch, cfg.seed + k, tmp);
+      spread.push_back(fid_of(tmp.data(), spread_n));
     }
   }
-  std::cout << "seed spread (quadratic S = 20 η = 0, seeds " << cfg.seed << ".." << cfg.seed + 2 << ", N = " << cfg.n
-            << "): " << fmt(mean(spread), 2) << " ± " << fmt(stdev(spread), 2) << "\n";
-  results["seed_spread"] = {{"cell", "quadratic_S20_eta0"}, {"n", cfg.n}, {"values", spread}};
+  std::cout << "seed spread (" << skip_name(spread_skip) << " S = " << spread_steps << " " << policy_label(spread_policy)
+            << ", seeds " << cfg.seed << ".." << cfg.seed + 2 << ", N = " << spread_n << "): " << fmt(mean(spread), 2)
+            << " ± " << fmt(stdev(spread), 2) << "\n";
+  results["seed_spread"] = {{"cell", spread_key}, {"n", spread_n}, {"values", spread}};
 
   // The tables.
-  const bool has_1000 = std::find(cfg.steps.begin(), cfg.steps.end(), fm::num_train_timesteps) != cfg.steps.end();
   for (fm::skip_type skip : skips) {
     std::cout << "\n" << skip_name(skip) << " skip: FID (lower is better; floor " << fmt(mean(floor_n), 2) << " ± "
               << fmt(stdev(floor_n), 2) << " at N = " << cfg.n << ", " << fmt(mean(floor_1000), 2) << " ± "
@@ -428,7 +510,7 @@ int main(int argc, char** argv) try {
     nlohmann::json same = nlohmann::json::array();
     for (fm::skip_type skip : skips)
       for (std::size_t s : cfg.steps) {
-        if (s == fm::num_train_timesteps && skip == fm::skip_type::quadratic) continue;
+        if (s == fm::num_train_timesteps && skip == fm::skip_type::quadratic && has_uniform) continue;
         std::cout << "  " << std::setw(9) << skip_name(skip) << std::setw(5) << s;
         for (const policy& p : policies) {
           const cell_result& c = cells[index.at(key(skip, s, p))];
@@ -491,7 +573,8 @@ int main(int argc, char** argv) try {
   if (cfg.figure) {
     const fs::path tiles = out_dir / "tiles";
     fs::create_directories(tiles);
-    std::size_t side = std::min<std::size_t>(6, static_cast<std::size_t>(std::sqrt(double(cfg.n1000))));
+    // Each tile shows side × side samples of a cell: no more than the smallest cell holds.
+    std::size_t side = std::min<std::size_t>(6, static_cast<std::size_t>(std::sqrt(double(std::min(cfg.n, cfg.n1000)))));
     for (fm::skip_type skip : skips) {
       std::vector<std::pair<std::string, fs::path>> panels;
       for (std::size_t s : cfg.steps)
@@ -516,8 +599,8 @@ int main(int argc, char** argv) try {
         {fm::skip_type::quadratic, {10, 0}}, {fm::skip_type::quadratic, {10, 4}}, {fm::skip_type::quadratic, {100, 0}},
         {fm::skip_type::uniform, {1000, 0}}, {fm::skip_type::uniform, {1000, 4}}};
     for (const auto& [skip, sp] : picks) {
-      if (std::find(cfg.steps.begin(), cfg.steps.end(), sp.first) == cfg.steps.end()) continue;
-      const policy& p = policies[sp.second];
+      const policy& p = all_policies[sp.second];
+      if (!index.contains(key(skip, sp.first, p))) continue;  // a row, policy or skip the lists leave out
       const cell_result& c = cells[index.at(key(skip, sp.first, p))];
       panels.push_back({(sp.first == 1000 ? std::string("") : skip_name(skip).substr(0, 4) + ". ") + "S=" +
                             std::to_string(sp.first) + " " + policy_label(p) + " (" + fmt(c.fid, 1) + ")",
