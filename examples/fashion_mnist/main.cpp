@@ -139,12 +139,13 @@ config parse(int argc, char** argv) {
       std::exit(0);
     } else if (a == "--quick") {
       c.quick = true;
-    } else if (a == "--n") {
-      c.n = count(value());
-      n_set = true;
-    } else if (a == "--n1000") {
-      c.n1000 = count(value());
-      n1000_set = true;
+    } else if (a == "--n" || a == "--n1000") {
+      const std::string v = value();
+      const std::size_t n = count(v);
+      if (n < 2) throw std::invalid_argument("skipstep_fashion_mnist: " + a + " must be >= 2 (got " + v + "): a "
+                                             "cell's covariance needs two samples");
+      (a == "--n" ? c.n : c.n1000) = n;
+      (a == "--n" ? n_set : n1000_set) = true;
     } else if (a == "--batch") {
       c.batch = count(value());
     } else if (a == "--workers") {
@@ -265,6 +266,7 @@ struct cell_result {
   policy pol;
   std::size_t n;
   double fid;
+  double kid;
   fm::cell_timing timing;
   std::vector<float> samples;
 };
@@ -387,27 +389,47 @@ int main(int argc, char** argv) try {
   for (std::size_t i = 0; i < n_test; ++i) correct += predicted[i] == test_labels[i];
   const double accuracy = double(correct) / double(n_test);
   const fm::gaussian_fit ref = fm::fit(test_f, n_test, fm::feature_size);
-  std::cout << "\nmetric: FID in the classifier's 128-d penultimate feature space against the " << n_test
+  const fm::kid_reference kid_ref = fm::make_kid_reference(test_f, n_test, fm::feature_size);
+  std::cout << "\nmetric: FID and KID in the classifier's 128-d penultimate feature space against the " << n_test
             << " test images (classifier test accuracy " << fmt(100.0 * accuracy, 2) << "%)\n";
   results["metric"] = {{"reference", "test set, " + std::to_string(n_test) + " images"},
                        {"classifier_test_accuracy", accuracy}};
 
-  auto fid_of = [&](const float* images, std::size_t n) {
+  struct scores {
+    double fid, kid;
+  };
+  auto score_of = [&](const float* images, std::size_t n) {
     std::vector<double> f(n * fm::feature_size);
     nets.features(std::span<const float>(images, n * fm::image_size), n, f);
-    return fm::frechet_distance(fm::fit(f, n, fm::feature_size), ref);
+    return scores{fm::frechet_distance(fm::fit(f, n, fm::feature_size), ref),
+                  fm::kernel_inception_distance(f, n, kid_ref)};
   };
+  auto fid_of = [&](const float* images, std::size_t n) { return score_of(images, n).fid; };
   // Noise floor: N real training images (disjoint draws) against the same reference.
+  struct floor_draws {
+    std::vector<double> fid, kid;
+  };
   auto floor_at = [&](std::size_t n) {
-    std::vector<double> v;
-    for (std::size_t k = 0; k < 5 && (k + 1) * n <= n_train; ++k) v.push_back(fid_of(train.data() + k * n * fm::image_size, n));
+    floor_draws v;
+    for (std::size_t k = 0; k < 5 && (k + 1) * n <= n_train; ++k) {
+      const scores sc = score_of(train.data() + k * n * fm::image_size, n);
+      v.fid.push_back(sc.fid);
+      v.kid.push_back(1e3 * sc.kid);
+    }
     return v;
   };
-  const std::vector<double> floor_n = floor_at(cfg.n), floor_1000 = floor_at(cfg.n1000);
+  const floor_draws floor_draws_n = floor_at(cfg.n), floor_draws_1000 = floor_at(cfg.n1000);
+  const std::vector<double>&floor_n = floor_draws_n.fid, &floor_1000 = floor_draws_1000.fid;
   std::cout << "noise floor (N real training images vs the test set, " << floor_n.size()
-            << " disjoint draws): N = " << cfg.n << ": " << fmt(mean(floor_n), 2) << " ± " << fmt(stdev(floor_n), 2)
-            << "; N = " << cfg.n1000 << ": " << fmt(mean(floor_1000), 2) << " ± " << fmt(stdev(floor_1000), 2) << "\n";
-  results["noise_floor"] = {{"n", cfg.n}, {"values", floor_n}, {"n1000", cfg.n1000}, {"values_n1000", floor_1000}};
+            << " disjoint draws): FID at N = " << cfg.n << ": " << fmt(mean(floor_n), 2) << " ± "
+            << fmt(stdev(floor_n), 2) << "; N = " << cfg.n1000 << ": " << fmt(mean(floor_1000), 2) << " ± "
+            << fmt(stdev(floor_1000), 2) << "\n"
+            << "  KID x 1000 at N = " << cfg.n << ": " << fmt(mean(floor_draws_n.kid), 2) << " ± "
+            << fmt(stdev(floor_draws_n.kid), 2) << "; N = " << cfg.n1000 << ": " << fmt(mean(floor_draws_1000.kid), 2)
+            << " ± " << fmt(stdev(floor_draws_1000.kid), 2) << " (unbiased: expectation 0 for real images)\n";
+  results["noise_floor"] = {{"n", cfg.n},           {"values", floor_n},
+                            {"n1000", cfg.n1000},   {"values_n1000", floor_1000},
+                            {"kid_x1000", floor_draws_n.kid}, {"kid_x1000_n1000", floor_draws_1000.kid}};
 
   // The cells. S = 1000: both skips list every t (checked), sampled once.
   std::vector<cell_result> cells;
@@ -429,12 +451,15 @@ int main(int argc, char** argv) try {
           continue;
         }
         const std::size_t n = s == fm::num_train_timesteps ? cfg.n1000 : cfg.n;
-        cell_result r{skip, s, p, n, 0.0, {}, std::vector<float>(n * fm::image_size)};
+        cell_result r{skip, s, p, n, 0.0, 0.0, {}, std::vector<float>(n * fm::image_size)};
         const fm::cell_spec spec{skip, s, p.larger_variance, p.eta};
         r.timing = nets.sample(spec, n, cfg.batch, cfg.seed, r.samples);
-        r.fid = fid_of(r.samples.data(), n);
+        const scores sc = score_of(r.samples.data(), n);
+        r.fid = sc.fid;
+        r.kid = 1e3 * sc.kid;
         std::cout << "  " << std::setw(9) << skip_name(skip) << " S = " << std::setw(4) << s << "  "
-                  << std::setw(8) << policy_tag(p) << "  FID " << std::setw(7) << fmt(r.fid, 2) << "  "
+                  << std::setw(8) << policy_tag(p) << "  FID " << std::setw(7) << fmt(r.fid, 2) << "  KID x 1000 "
+                  << std::setw(7) << fmt(r.kid, 2) << "  "
                   << fmt(r.timing.wall_s, 1) << " s  (t = " << fmt(elapsed(), 0) << " s)\n"
                   << std::flush;
         index[key(skip, s, p)] = cells.size();
@@ -451,19 +476,23 @@ int main(int argc, char** argv) try {
   const policy spread_policy = policies.front();
   const std::size_t spread_n = spread_steps == fm::num_train_timesteps ? cfg.n1000 : cfg.n;
   const std::string spread_key = key(spread_skip, spread_steps, spread_policy);
-  std::vector<double> spread{cells[index.at(spread_key)].fid};
+  std::vector<double> spread{cells[index.at(spread_key)].fid}, spread_kid{cells[index.at(spread_key)].kid};
   {
     const fm::cell_spec spread_cell{spread_skip, spread_steps, spread_policy.larger_variance, spread_policy.eta};
     std::vector<float> tmp(spread_n * fm::image_size);
     for (std::uint64_t k = 1; k <= 2; ++k) {
       nets.sample(spread_cell, spread_n, cfg.batch, cfg.seed + k, tmp);
-      spread.push_back(fid_of(tmp.data(), spread_n));
+      const scores sc = score_of(tmp.data(), spread_n);
+      spread.push_back(sc.fid);
+      spread_kid.push_back(1e3 * sc.kid);
     }
   }
   std::cout << "seed spread (" << skip_name(spread_skip) << " S = " << spread_steps << " " << policy_label(spread_policy)
-            << ", seeds " << cfg.seed << ".." << cfg.seed + 2 << ", N = " << spread_n << "): " << fmt(mean(spread), 2)
-            << " ± " << fmt(stdev(spread), 2) << "\n";
-  results["seed_spread"] = {{"cell", spread_key}, {"n", spread_n}, {"values", spread}};
+            << ", seeds " << cfg.seed << ".." << cfg.seed + 2 << ", N = " << spread_n << "): FID " << fmt(mean(spread), 2)
+            << " ± " << fmt(stdev(spread), 2) << ", KID x 1000 " << fmt(mean(spread_kid), 2) << " ± "
+            << fmt(stdev(spread_kid), 2) << "\n";
+  results["seed_spread"] = {
+      {"cell", spread_key}, {"n", spread_n}, {"values", spread}, {"kid_x1000", spread_kid}};
 
   // The tables.
   for (fm::skip_type skip : skips) {
@@ -476,6 +505,19 @@ int main(int argc, char** argv) try {
     for (std::size_t s : cfg.steps) {
       std::cout << std::setw(6) << s;
       for (const policy& p : policies) std::cout << " " << std::setw(8) << fmt(cells[index.at(key(skip, s, p))].fid, 1);
+      std::cout << (s == fm::num_train_timesteps ? "   (N = " + std::to_string(cfg.n1000) + ")" : "") << "\n";
+    }
+  }
+  for (fm::skip_type skip : skips) {
+    std::cout << "\n" << skip_name(skip) << " skip: KID x 1000 (unbiased, so rows of different N compare; real images: "
+              << fmt(mean(floor_draws_n.kid), 2) << " ± " << fmt(stdev(floor_draws_n.kid), 2) << " at N = " << cfg.n
+              << ", " << fmt(mean(floor_draws_1000.kid), 2) << " ± " << fmt(stdev(floor_draws_1000.kid), 2)
+              << " at N = " << cfg.n1000 << ")\n     S";
+    for (const policy& p : policies) std::cout << std::setw(p.larger_variance ? 10 : 9) << policy_label(p);
+    std::cout << "\n";
+    for (std::size_t s : cfg.steps) {
+      std::cout << std::setw(6) << s;
+      for (const policy& p : policies) std::cout << " " << std::setw(8) << fmt(cells[index.at(key(skip, s, p))].kid, 2);
       std::cout << (s == fm::num_train_timesteps ? "   (N = " + std::to_string(cfg.n1000) + ")" : "") << "\n";
     }
   }
@@ -552,6 +594,7 @@ int main(int argc, char** argv) try {
                           {"eta", p.larger_variance ? nlohmann::json(nullptr) : nlohmann::json(p.eta)},
                           {"n", c.n},
                           {"fid", c.fid},
+                          {"kid_x1000", c.kid},
                           {"wall_s", c.timing.wall_s},
                           {"forward_s", c.timing.forward_s},
                           {"skipstep_s", c.timing.skipstep_s()},
