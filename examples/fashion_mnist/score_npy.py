@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""Scores the cells skipstep_fashion_mnist --dump-npy DIR wrote, in Python: FID in the classifier's feature space
-against the 10000 test images, the same fit and formula as examples/fashion_mnist/metric.cpp (covariance / (n-1),
-symmetric eigendecompositions). The .npy files hold the samples clipped to [-1, 1], so this is the FID of the
+"""Scores the cells skipstep_fashion_mnist --dump-npy DIR wrote, in Python: FID and KID in the classifier's feature
+space against the 10000 test images, the same definitions as examples/fashion_mnist/metric.cpp (FID: covariance /
+(n-1), symmetric eigendecompositions; KID: the unbiased MMD^2 with k(x, y) = (gamma x.y + 1)^3, gamma = 1 / the
+reference's mean squared norm), written independently with numpy. The .npy files hold the samples clipped to [-1, 1], so this is the FID of the
 clipped images (the C++ program scores the raw sampler output). As a cross-check of the two implementations it
 also scores the C++ noise floor's first draw (training images 0..n-1).
 
@@ -38,6 +39,27 @@ def fid(a, b):
     return float(((a[0] - b[0]) ** 2).sum() + np.trace(a[1]) + np.trace(b[1]) - 2 * np.sqrt(np.maximum(w, 0)).sum())
 
 
+class KidReference:
+    """KID's reference side: gamma = 1 / mean ||y_i||^2 and the mean kernel over distinct pairs of y."""
+
+    def __init__(self, y):
+        self.y = y
+        self.gamma = 1.0 / float((y ** 2).sum(1).mean())
+        self.within = self._within(y)
+
+    def _within(self, a):
+        total = 0.0
+        for i in range(0, len(a), 1000):  # blocks: the 10000 x 10000 Gram matrix would be 800 MB
+            total += float(((self.gamma * (a[i:i + 1000] @ a.T) + 1.0) ** 3).sum())
+        diag = float(((self.gamma * (a ** 2).sum(1) + 1.0) ** 3).sum())
+        return (total - diag) / (len(a) * (len(a) - 1))
+
+    def kid(self, x):
+        """Unbiased MMD^2 (Gretton et al. 2012, eq. 3) between x and the reference."""
+        cross = float(((self.gamma * (x @ self.y.T) + 1.0) ** 3).mean())
+        return self._within(x) + self.within - 2.0 * cross
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser()
@@ -53,24 +75,39 @@ def main():
             return np.concatenate([clf.features(torch.from_numpy(np.ascontiguousarray(x[i:i + 500]))).double().numpy()
                                    for i in range(0, len(x), 500)])
 
-    ref = fit(feats(images(os.path.join(args.data, "t10k-images-idx3-ubyte.gz"))))
+    test_features = feats(images(os.path.join(args.data, "t10k-images-idx3-ubyte.gz")))
+    ref = fit(test_features)
+    kid_ref = KidReference(test_features)
     res = json.load(open(os.path.join(args.dir, "results.json")))
     n = res["config"]["n"]
     train = images(os.path.join(args.data, "train-images-idx3-ubyte.gz"))
-    floor0 = fid(fit(feats(train[:n])), ref)
-    print(f"cross-check: floor draw 0 (training images 0..{n - 1}): Python {floor0:.6f}, "
+    floor_features = feats(train[:n])
+    floor0 = fid(fit(floor_features), ref)
+    print(f"cross-check: floor draw 0 (training images 0..{n - 1}): FID Python {floor0:.6f}, "
           f"C++ {res['noise_floor']['values'][0]:.6f}")
+    if "kid_x1000" in res["noise_floor"]:
+        print(f"             KID x 1000 Python {1e3 * kid_ref.kid(floor_features):.6f}, "
+              f"C++ {res['noise_floor']['kid_x1000'][0]:.6f}")
     out = {}
     for c in res["cells"]:
         x = np.load(os.path.join(args.dir, c["file"])).reshape(-1, 1, 28, 28).astype(np.float32)
-        out[c["file"]] = {"fid_clipped": fid(fit(feats(x)), ref), "fid_raw_cpp": c["fid"], "n": len(x)}
-    tags = ["eta0", "eta0.2", "eta0.5", "eta1", "sigmahat"]
-    for skip in ("uniform", "quadratic"):
-        print(f"\n{skip} skip: FID of the clipped samples (C++ FID of the raw samples in brackets)")
-        print("     S" + "".join(f"{t:>18}" for t in tags))
-        for s in sorted({c["steps"] for c in res["cells"]}):
-            row = [out.get(f"{skip}_S{s}_{t}.npy") for t in tags]
-            print(f"{s:6d}" + "".join(f"{r['fid_clipped']:9.1f} ({r['fid_raw_cpp']:5.1f})" for r in row))
+        f = feats(x)
+        out[c["file"]] = {"fid_clipped": fid(fit(f), ref), "fid_raw_cpp": c["fid"],
+                          "kid_x1000_clipped": 1e3 * kid_ref.kid(f), "kid_x1000_raw_cpp": c.get("kid_x1000"),
+                          "n": len(x)}
+    tags = [t for t in ["eta0", "eta0.2", "eta0.5", "eta1", "sigmahat"]
+            if any(c["file"].endswith(f"_{t}.npy") for c in res["cells"])]
+    for metric, width, cpp in (("fid", 5, "fid_raw_cpp"), ("kid_x1000", 6, "kid_x1000_raw_cpp")):
+        for skip in ("uniform", "quadratic"):
+            if not any(c["skip"] == skip for c in res["cells"]):
+                continue
+            print(f"\n{skip} skip: {metric.upper().replace('_X1000', ' x 1000')} of the clipped samples "
+                  f"(C++ value for the raw samples in brackets)")
+            print("     S" + "".join(f"{t:>19}" for t in tags))
+            for s in sorted({c["steps"] for c in res["cells"]}):
+                row = [out.get(f"{skip}_S{s}_{t}.npy") for t in tags]
+                print(f"{s:6d}" + "".join(f"{r[metric + '_clipped']:10.1f} ({r[cpp] or float('nan'):{width}.1f})"
+                                          for r in row))
     json.dump(out, open(os.path.join(args.dir, "scores_clipped.json"), "w"), indent=1)
 
 
