@@ -55,7 +55,7 @@ std::string policy_tag(const policy& p) {
 
 struct config {
   std::size_t n = 400;        ///< samples per cell, S < 1000
-  std::size_t n1000 = 50;     ///< samples per cell, S = 1000
+  std::size_t n1000 = 100;    ///< samples per cell, S = 1000
   std::size_t batch = 250;
   std::size_t workers = 2;
   std::uint64_t seed = 2026;
@@ -80,7 +80,7 @@ const char* usage =
     "  space against the 10000 test images, with the noise floor (N real training images vs the test set) and the\n"
     "  seed spread, wall times, speed-ups and skipstep's share of the sampling time.\n"
     "  --n N        samples per cell for S < 1000 (default 400; --quick 50)\n"
-    "  --n1000 N    samples per cell for S = 1000 (default 50; --quick 10). S = 1000 is the same timestep list for\n"
+    "  --n1000 N    samples per cell for S = 1000 (default 100; --quick 10). S = 1000 is the same timestep list for\n"
     "               both skips (every t), so it is sampled once and shown in both tables\n"
     "  --batch B    images per network call (default 250)\n"
     "  --workers W  std::threads running batches side by side, one intra-op thread each (default 2)\n"
@@ -494,33 +494,30 @@ int main(int argc, char** argv) try {
   results["seed_spread"] = {
       {"cell", spread_key}, {"n", spread_n}, {"values", spread}, {"kid_x1000", spread_kid}};
 
-  // The tables.
-  for (fm::skip_type skip : skips) {
-    std::cout << "\n" << skip_name(skip) << " skip: FID (lower is better; floor " << fmt(mean(floor_n), 2) << " ± "
-              << fmt(stdev(floor_n), 2) << " at N = " << cfg.n << ", " << fmt(mean(floor_1000), 2) << " ± "
-              << fmt(stdev(floor_1000), 2) << " at N = " << cfg.n1000 << ")\n     S";
-    for (const policy& p : policies) std::cout << std::setw(p.larger_variance ? 10 : 9) << policy_label(p);
-    // (σ̂ is two bytes wider than it prints: one more column of width)
-    std::cout << "\n";
-    for (std::size_t s : cfg.steps) {
-      std::cout << std::setw(6) << s;
-      for (const policy& p : policies) std::cout << " " << std::setw(8) << fmt(cells[index.at(key(skip, s, p))].fid, 1);
-      std::cout << (s == fm::num_train_timesteps ? "   (N = " + std::to_string(cfg.n1000) + ")" : "") << "\n";
+  // The tables: FID, then KID, one row per S and one column per policy.
+  auto print_table = [&](const std::string& title, double cell_result::*value, int precision) {
+    for (fm::skip_type skip : skips) {
+      std::cout << "\n" << skip_name(skip) << " skip: " << title << "\n     S";
+      for (const policy& p : policies) std::cout << std::setw(p.larger_variance ? 10 : 9) << policy_label(p);
+      // (σ̂ is two bytes wider than it prints: one more column of width)
+      std::cout << "\n";
+      for (std::size_t s : cfg.steps) {
+        std::cout << std::setw(6) << s;
+        for (const policy& p : policies)
+          std::cout << " " << std::setw(8) << fmt(cells[index.at(key(skip, s, p))].*value, precision);
+        std::cout << (s == fm::num_train_timesteps ? "   (N = " + std::to_string(cfg.n1000) + ")" : "") << "\n";
+      }
     }
-  }
-  for (fm::skip_type skip : skips) {
-    std::cout << "\n" << skip_name(skip) << " skip: KID x 1000 (unbiased, so rows of different N compare; real images: "
-              << fmt(mean(floor_draws_n.kid), 2) << " ± " << fmt(stdev(floor_draws_n.kid), 2) << " at N = " << cfg.n
-              << ", " << fmt(mean(floor_draws_1000.kid), 2) << " ± " << fmt(stdev(floor_draws_1000.kid), 2)
-              << " at N = " << cfg.n1000 << ")\n     S";
-    for (const policy& p : policies) std::cout << std::setw(p.larger_variance ? 10 : 9) << policy_label(p);
-    std::cout << "\n";
-    for (std::size_t s : cfg.steps) {
-      std::cout << std::setw(6) << s;
-      for (const policy& p : policies) std::cout << " " << std::setw(8) << fmt(cells[index.at(key(skip, s, p))].kid, 2);
-      std::cout << (s == fm::num_train_timesteps ? "   (N = " + std::to_string(cfg.n1000) + ")" : "") << "\n";
-    }
-  }
+  };
+  print_table("FID (lower is better; floor " + fmt(mean(floor_n), 2) + " ± " + fmt(stdev(floor_n), 2) + " at N = " +
+                  std::to_string(cfg.n) + ", " + fmt(mean(floor_1000), 2) + " ± " + fmt(stdev(floor_1000), 2) +
+                  " at N = " + std::to_string(cfg.n1000) + ")",
+              &cell_result::fid, 1);
+  print_table("KID x 1000 (unbiased, so rows of different N compare; real images: " +
+                  fmt(mean(floor_draws_n.kid), 2) + " ± " + fmt(stdev(floor_draws_n.kid), 2) + " at N = " +
+                  std::to_string(cfg.n) + ", " + fmt(mean(floor_draws_1000.kid), 2) + " ± " +
+                  fmt(stdev(floor_draws_1000.kid), 2) + " at N = " + std::to_string(cfg.n1000) + ")",
+              &cell_result::kid, 2);
   for (fm::skip_type skip : skips) {
     std::cout << "\n" << skip_name(skip)
               << " skip: sampling wall time per image, ms (speed-up vs S = 1000 at the same η)\n     S";
