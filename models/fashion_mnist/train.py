@@ -10,6 +10,11 @@ Produces, in --out (default: this directory):
 
 The learning rate is constant (no schedule depends on the epoch count), so a run stopped after K epochs with
 --max-minutes writes the same files as `--epochs K` (same seeds, same thread count).
+
+--state FILE keeps the whole training state (weights, EMA, Adam's moments, the data/noise generator, the record) in
+FILE after every epoch, and a run given an existing FILE continues from it: training can be spread over several
+sessions (`--epochs` is then the total), and the result is that of one uninterrupted run (same thread count). The
+classifier is trained once, by the run that creates FILE.
 """
 import argparse, gzip, json, math, os, sys, time
 import numpy as np
@@ -146,6 +151,9 @@ def main():
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     ap.add_argument("--bench-iters", type=int, default=0, help="time this many training iterations and exit")
+    ap.add_argument("--state", default="", help="training state file: resumed from if it exists, written every epoch")
+    ap.add_argument("--iters-per-epoch", type=int, default=0,
+                    help="stop each epoch after this many batches (0: the whole epoch; for testing --state)")
     ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -209,20 +217,46 @@ def main():
             json.dump(record, f, indent=2)
         os.replace(tmp, os.path.join(args.out, "train_record.json"))
 
+    first_epoch = 0
+    if args.state and os.path.exists(args.state):
+        st = torch.load(args.state)
+        if st["threads"] != args.threads or st["batch"] != args.batch or st["lr"] != args.lr or st["ema"] != args.ema:
+            sys.exit(f"train.py: {args.state} was written with threads {st['threads']}, batch {st['batch']}, lr "
+                     f"{st['lr']}, ema {st['ema']}: resume with the same values")
+        net.load_state_dict(st["net"])
+        ema.load_state_dict(st["ema_net"])
+        opt.load_state_dict(st["opt"])
+        g.set_state(st["generator"])
+        record = st["record"]
+        record["resumed"] = record.get("resumed", []) + [{"at_epoch": st["epoch"],
+                                                          "command": " ".join(sys.argv[1:])}]
+        first_epoch = st["epoch"]
+        log(f"resumed from {args.state} after epoch {first_epoch}")
+
+    def save_state(epoch):
+        tmp = args.state + ".tmp"
+        torch.save({"epoch": epoch, "net": net.state_dict(), "ema_net": ema.state_dict(), "opt": opt.state_dict(),
+                    "generator": g.get_state(), "record": record, "threads": args.threads, "batch": args.batch,
+                    "lr": args.lr, "ema": args.ema}, tmp)
+        os.replace(tmp, args.state)
+
     # The classifier first: it is cheap, and the table needs it whatever the ε-network's epoch count.
     tc = time.time()
-    clf, acc = train_classifier(xtr, ytr, xte, yte, args.classifier_epochs, log)
-    clf.eval()
-    tmp = os.path.join(args.out, "classifier.pt.tmp")
-    torch.jit.script(clf).save(tmp)
-    os.replace(tmp, os.path.join(args.out, "classifier.pt"))
-    record["classifier"] = {"epochs": args.classifier_epochs, "test_accuracy": acc, "wall_s": time.time() - tc,
-                            "features": 128, "seeds": "torch.manual_seed(1) init, Generator(2) order"}
-    write_record()
+    if first_epoch == 0:
+        clf, acc = train_classifier(xtr, ytr, xte, yte, args.classifier_epochs, log)
+        clf.eval()
+        tmp = os.path.join(args.out, "classifier.pt.tmp")
+        torch.jit.script(clf).save(tmp)
+        os.replace(tmp, os.path.join(args.out, "classifier.pt"))
+        record["classifier"] = {"epochs": args.classifier_epochs, "test_accuracy": acc, "wall_s": time.time() - tc,
+                                "features": 128, "seeds": "torch.manual_seed(1) init, Generator(2) order"}
+        write_record()
 
     te = time.time()
+    eps_wall_before = record["eps_network"].get("wall_s", 0.0)
+    total_wall_before = record.get("total_wall_s", 0.0)
     epoch_times = []
-    for ep in range(args.epochs):
+    for ep in range(first_epoch, args.epochs):
         if args.max_minutes and epoch_times and \
                 (time.time() - t_start) + max(epoch_times) > args.max_minutes * 60:
             log(f"stopping before epoch {ep + 1}: the next epoch would pass --max-minutes {args.max_minutes}")
@@ -232,6 +266,8 @@ def main():
         net.train()
         total, n = 0.0, 0
         for i in range(0, len(xtr), args.batch):
+            if args.iters_per_epoch and n == args.iters_per_epoch:
+                break
             total += train_iter(perm[i:i + args.batch]); n += 1
         epoch_times.append(time.time() - t0)
         ema.eval()
@@ -241,9 +277,11 @@ def main():
         record["eps_network"]["epochs"].append({"epoch": ep + 1, "mean_loss": total / n, "wall_s": epoch_times[-1]})
         record["eps_network"]["epochs_done"] = ep + 1
         record["eps_network"]["final_mean_loss"] = total / n
-        record["eps_network"]["wall_s"] = time.time() - te
-        record["total_wall_s"] = time.time() - t_start
+        record["eps_network"]["wall_s"] = eps_wall_before + time.time() - te  # summed over resumed runs
+        record["total_wall_s"] = total_wall_before + time.time() - t_start
         write_record()
+        if args.state:
+            save_state(ep + 1)
         log(f"epoch {ep + 1}/{args.epochs}: mean loss {total / n:.5f}, {epoch_times[-1]:.1f} s")
     log("done")
 
