@@ -121,17 +121,22 @@ config parse(int argc, char** argv) {
       if (i + 1 >= argc) throw std::invalid_argument("skipstep_fashion_mnist: " + a + " needs a value");
       return argv[++i];
     };
-    auto count = [&](const std::string& v) {
+    // A whole number >= 0, all of v (std::stoull alone accepts "5x" and wraps "-1").
+    auto whole_number = [&](const std::string& v) -> unsigned long long {
       std::size_t used = 0;
-      long long x = 0;
+      unsigned long long x = 0;
       try {
-        x = std::stoll(v, &used);
+        if (!v.empty() && v.front() != '-') x = std::stoull(v, &used);
       } catch (const std::logic_error&) {
         used = 0;
       }
-      if (used != v.size() || v.empty())
-        throw std::invalid_argument("skipstep_fashion_mnist: " + a + " needs a whole number (got '" + v + "')");
-      if (x <= 0) throw std::invalid_argument("skipstep_fashion_mnist: " + a + " must be > 0 (got " + v + ")");
+      if (used == 0 || used != v.size())
+        throw std::invalid_argument("skipstep_fashion_mnist: " + a + " needs a whole number >= 0 (got '" + v + "')");
+      return x;
+    };
+    auto count = [&](const std::string& v) {
+      const unsigned long long x = whole_number(v);
+      if (x == 0) throw std::invalid_argument("skipstep_fashion_mnist: " + a + " must be > 0 (got " + v + ")");
       return static_cast<std::size_t>(x);
     };
     if (a == "--help" || a == "-h") {
@@ -151,15 +156,7 @@ config parse(int argc, char** argv) {
     } else if (a == "--workers") {
       c.workers = count(value());
     } else if (a == "--seed") {
-      const std::string v = value();
-      std::size_t used = 0;
-      try {
-        c.seed = std::stoull(v, &used);
-      } catch (const std::logic_error&) {
-        used = 0;
-      }
-      if (used != v.size() || v.empty() || v.front() == '-')
-        throw std::invalid_argument("skipstep_fashion_mnist: --seed needs a whole number >= 0 (got '" + v + "')");
+      c.seed = whole_number(value());
     } else if (a == "--models") {
       c.models = value();
     } else if (a == "--data") {
