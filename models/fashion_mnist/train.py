@@ -8,15 +8,20 @@ Produces, in --out (default: this directory):
                   features (the quality metric's feature space: FID / KID)
   train_record.json  the command, epochs, wall times, losses and the classifier's test accuracy
 
-The learning rate is constant (no schedule depends on the epoch count), so a run stopped after K epochs with
---max-minutes writes the same files as `--epochs K` (same seeds, same thread count).
+By default the learning rate is constant (no schedule depends on the epoch count), so a run stopped after K epochs
+with --max-minutes writes the same files as `--epochs K` (same seeds, same thread count). --lr-schedule cosine
+decays it per iteration from --lr to --lr-min over --epochs (then a stopped run is not that of a shorter --epochs).
+
+--init FILE starts the ε-network (and its EMA) from the weights of a TorchScript ε-network this script saved (a
+warm start: fresh Adam moments, fresh generators), so a finished run can be trained further, e.g. with a decaying
+learning rate; the record keeps FILE's sha256 and the record next to it.
 
 --state FILE keeps the whole training state (weights, EMA, Adam's moments, the data/noise generator, the record) in
 FILE after every epoch, and a run given an existing FILE continues from it: training can be spread over several
 sessions (`--epochs` is then the total), and the result is that of one uninterrupted run (same thread count). The
 classifier is trained once, by the run that creates FILE.
 """
-import argparse, gzip, json, math, os, sys, time
+import argparse, gzip, hashlib, json, math, os, sys, time
 import numpy as np
 import torch
 import torch.nn as nn
@@ -145,15 +150,21 @@ def main():
     ap.add_argument("--max-minutes", type=float, default=0.0,
                     help="stop after the last epoch that fits in this wall time (0: no limit); the record says "
                          "how many epochs ran, and --epochs K reproduces the result")
-    ap.add_argument("--classifier-epochs", type=int, default=3)
+    ap.add_argument("--classifier-epochs", type=int, default=3,
+                    help="0: no classifier (a run that only trains the ε-network further, keeping classifier.pt)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant")
+    ap.add_argument("--lr-min", type=float, default=0.0, help="cosine: the learning rate at the last iteration")
+    ap.add_argument("--init", default="", help="TorchScript ε-network (eps_unet.pt) to start from (warm start)")
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     ap.add_argument("--bench-iters", type=int, default=0, help="time this many training iterations and exit")
     ap.add_argument("--state", default="", help="training state file: resumed from if it exists, written every epoch")
     ap.add_argument("--iters-per-epoch", type=int, default=0,
                     help="stop each epoch after this many batches (0: the whole epoch; for testing --state)")
+    ap.add_argument("--keep-every", type=int, default=0,
+                    help="also keep the EMA network of every K-th epoch as eps_unet_epochK.pt (0: only the last)")
     ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -178,8 +189,34 @@ def main():
         p.requires_grad_(False)
     nparams = sum(p.numel() for p in net.parameters())
     log(f"ε-network parameters: {nparams}, threads {torch.get_num_threads()}")
+    init_info = None
+    if args.init:
+        if args.state:
+            sys.exit("train.py: --init and --state together are not supported (a state file holds its own start)")
+        weights = torch.jit.load(args.init).state_dict()
+        net.load_state_dict(weights)
+        ema.load_state_dict(weights)
+        with open(args.init, "rb") as f:
+            init_info = {"file": os.path.abspath(args.init), "sha256": hashlib.sha256(f.read()).hexdigest()}
+        rec_path = os.path.join(os.path.dirname(os.path.abspath(args.init)), "train_record.json")
+        if os.path.exists(rec_path):
+            with open(rec_path) as f:
+                init_info["record"] = json.load(f)
+        log(f"ε-network and EMA start from {args.init} (sha256 {init_info['sha256'][:16]}…)")
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     g = torch.Generator().manual_seed(3)
+    iters_per_epoch = math.ceil(len(xtr) / args.batch)
+    if args.iters_per_epoch:
+        iters_per_epoch = min(iters_per_epoch, args.iters_per_epoch)
+    total_iters = max(1, args.epochs * iters_per_epoch)
+    iteration = [0]
+
+    def lr_at(k):
+        """The learning rate of iteration k (0-based): constant, or cosine from --lr to --lr-min over --epochs."""
+        if args.lr_schedule == "constant":
+            return args.lr
+        return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1.0 + math.cos(math.pi * min(k, total_iters - 1)
+                                                                             / max(1, total_iters - 1)))
 
     def train_iter(idx):
         x0 = xtr[idx]
@@ -187,6 +224,9 @@ def main():
         eps = torch.randn(x0.shape, generator=g)
         xt = sqrt_ab[t][:, None, None, None] * x0 + sqrt_1mab[t][:, None, None, None] * eps
         loss = F.mse_loss(net(xt, t), eps)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(iteration[0])
+        iteration[0] += 1
         opt.zero_grad(); loss.backward(); opt.step()
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), net.parameters()):
@@ -207,9 +247,14 @@ def main():
     record = {"command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
               "torch": torch.__version__, "threads": args.threads, "dataset": DATA,
               "eps_network": {"parameters": nparams, "T": T, "betas": "linear 1e-4..0.02", "ema": args.ema,
-                              "batch": args.batch, "lr": args.lr, "optimizer": "Adam, constant lr",
+                              "batch": args.batch, "lr": args.lr,
+                              "optimizer": "Adam, constant lr" if args.lr_schedule == "constant" else
+                              f"Adam, cosine lr {args.lr} -> {args.lr_min} over {args.epochs} epochs",
                               "seeds": "torch.manual_seed(0) init, Generator(3) data/t/noise", "epochs": []},
               }
+    if init_info:
+        record["eps_network"]["init"] = init_info
+        record["eps_network"]["seeds"] = f"weights from {os.path.basename(args.init)}, Generator(3) data/t/noise"
 
     def write_record():
         tmp = os.path.join(args.out, "train_record.json.tmp")
@@ -220,7 +265,8 @@ def main():
     first_epoch = 0
     if args.state and os.path.exists(args.state):
         st = torch.load(args.state)
-        if st["threads"] != args.threads or st["batch"] != args.batch or st["lr"] != args.lr or st["ema"] != args.ema:
+        if st["threads"] != args.threads or st["batch"] != args.batch or st["lr"] != args.lr or st["ema"] != args.ema \
+                or st.get("lr_schedule", "constant") != args.lr_schedule or st.get("lr_min", 0.0) != args.lr_min:
             sys.exit(f"train.py: {args.state} was written with threads {st['threads']}, batch {st['batch']}, lr "
                      f"{st['lr']}, ema {st['ema']}: resume with the same values")
         net.load_state_dict(st["net"])
@@ -231,18 +277,22 @@ def main():
         record["resumed"] = record.get("resumed", []) + [{"at_epoch": st["epoch"],
                                                           "command": " ".join(sys.argv[1:])}]
         first_epoch = st["epoch"]
+        iteration[0] = st.get("iteration", first_epoch * iters_per_epoch)
         log(f"resumed from {args.state} after epoch {first_epoch}")
 
     def save_state(epoch):
         tmp = args.state + ".tmp"
         torch.save({"epoch": epoch, "net": net.state_dict(), "ema_net": ema.state_dict(), "opt": opt.state_dict(),
                     "generator": g.get_state(), "record": record, "threads": args.threads, "batch": args.batch,
-                    "lr": args.lr, "ema": args.ema}, tmp)
+                    "lr": args.lr, "ema": args.ema, "lr_schedule": args.lr_schedule, "lr_min": args.lr_min,
+                    "iteration": iteration[0]}, tmp)
         os.replace(tmp, args.state)
 
     # The classifier first: it is cheap, and the table needs it whatever the ε-network's epoch count.
     tc = time.time()
-    if first_epoch == 0:
+    if first_epoch == 0 and args.classifier_epochs == 0:
+        record["classifier"] = {"epochs": 0, "note": "not trained by this run (--classifier-epochs 0)"}
+    elif first_epoch == 0:
         clf, acc = train_classifier(xtr, ytr, xte, yte, args.classifier_epochs, log)
         clf.eval()
         tmp = os.path.join(args.out, "classifier.pt.tmp")
@@ -274,7 +324,10 @@ def main():
         tmp = os.path.join(args.out, "eps_unet.pt.tmp")
         torch.jit.script(ema).save(tmp)
         os.replace(tmp, os.path.join(args.out, "eps_unet.pt"))
-        record["eps_network"]["epochs"].append({"epoch": ep + 1, "mean_loss": total / n, "wall_s": epoch_times[-1]})
+        if args.keep_every and (ep + 1) % args.keep_every == 0:
+            torch.jit.script(ema).save(os.path.join(args.out, f"eps_unet_epoch{ep + 1}.pt"))
+        record["eps_network"]["epochs"].append({"epoch": ep + 1, "mean_loss": total / n, "wall_s": epoch_times[-1],
+                                                "last_lr": lr_at(iteration[0] - 1)})
         record["eps_network"]["epochs_done"] = ep + 1
         record["eps_network"]["final_mean_loss"] = total / n
         record["eps_network"]["wall_s"] = eps_wall_before + time.time() - te  # summed over resumed runs
