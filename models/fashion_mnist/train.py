@@ -18,7 +18,7 @@ learning rate; the record keeps FILE's sha256 and the record next to it.
 
 --state FILE keeps the whole training state (weights, EMA, Adam's moments, the data/noise generator, the record) in
 FILE after every epoch, and a run given an existing FILE continues from it: training can be spread over several
-sessions (`--epochs` is then the total), and the result is that of one uninterrupted run (same thread count). The
+sessions (`--epochs` is then the total; with --lr-schedule cosine it must not change, since the schedule spans it), and the result is that of one uninterrupted run (same thread count). The
 classifier is trained once, by the run that creates FILE.
 """
 import argparse, gzip, hashlib, json, math, os, sys, time
@@ -266,9 +266,12 @@ def main():
     if args.state and os.path.exists(args.state):
         st = torch.load(args.state)
         if st["threads"] != args.threads or st["batch"] != args.batch or st["lr"] != args.lr or st["ema"] != args.ema \
-                or st.get("lr_schedule", "constant") != args.lr_schedule or st.get("lr_min", 0.0) != args.lr_min:
+                or st.get("lr_schedule", "constant") != args.lr_schedule or st.get("lr_min", 0.0) != args.lr_min \
+                or (args.lr_schedule == "cosine" and st.get("epochs") != args.epochs):
             sys.exit(f"train.py: {args.state} was written with threads {st['threads']}, batch {st['batch']}, lr "
-                     f"{st['lr']}, ema {st['ema']}: resume with the same values")
+                     f"{st['lr']}, ema {st['ema']}, lr schedule {st.get('lr_schedule', 'constant')} (lr min "
+                     f"{st.get('lr_min', 0.0)}, over {st.get('epochs')} epochs): resume with the same values (a "
+                     f"cosine schedule spans --epochs, so it must match too)")
         net.load_state_dict(st["net"])
         ema.load_state_dict(st["ema_net"])
         opt.load_state_dict(st["opt"])
@@ -285,7 +288,7 @@ def main():
         torch.save({"epoch": epoch, "net": net.state_dict(), "ema_net": ema.state_dict(), "opt": opt.state_dict(),
                     "generator": g.get_state(), "record": record, "threads": args.threads, "batch": args.batch,
                     "lr": args.lr, "ema": args.ema, "lr_schedule": args.lr_schedule, "lr_min": args.lr_min,
-                    "iteration": iteration[0]}, tmp)
+                    "iteration": iteration[0], "epochs": args.epochs}, tmp)
         os.replace(tmp, args.state)
 
     # The classifier first: it is cheap, and the table needs it whatever the ε-network's epoch count.
