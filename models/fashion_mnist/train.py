@@ -18,10 +18,11 @@ learning rate; the record keeps FILE's sha256 and the record next to it.
 
 --state FILE keeps the whole training state (weights, EMA, Adam's moments, the data/noise generator, the record) in
 FILE after every epoch, and a run given an existing FILE continues from it: training can be spread over several
-sessions (`--epochs` is then the total; with --lr-schedule cosine it must not change, since the schedule spans it), and the result is that of one uninterrupted run (same thread count). The
-classifier is trained once, by the run that creates FILE.
+sessions (`--epochs` is then the total; with --lr-schedule cosine it must not change, since the schedule spans
+it), and the result is that of one uninterrupted run (same thread count). The classifier is trained once, by the
+run that creates FILE.
 """
-import argparse, gzip, hashlib, json, math, os, sys, time
+import argparse, gzip, hashlib, json, math, os, shutil, sys, time
 import numpy as np
 import torch
 import torch.nn as nn
@@ -280,7 +281,7 @@ def main():
         record["resumed"] = record.get("resumed", []) + [{"at_epoch": st["epoch"],
                                                           "command": " ".join(sys.argv[1:])}]
         first_epoch = st["epoch"]
-        iteration[0] = st.get("iteration", first_epoch * iters_per_epoch)
+        iteration[0] = first_epoch * iters_per_epoch  # every epoch runs exactly iters_per_epoch iterations
         log(f"resumed from {args.state} after epoch {first_epoch}")
 
     def save_state(epoch):
@@ -288,7 +289,7 @@ def main():
         torch.save({"epoch": epoch, "net": net.state_dict(), "ema_net": ema.state_dict(), "opt": opt.state_dict(),
                     "generator": g.get_state(), "record": record, "threads": args.threads, "batch": args.batch,
                     "lr": args.lr, "ema": args.ema, "lr_schedule": args.lr_schedule, "lr_min": args.lr_min,
-                    "iteration": iteration[0], "epochs": args.epochs}, tmp)
+                    "epochs": args.epochs}, tmp)
         os.replace(tmp, args.state)
 
     # The classifier first: it is cheap, and the table needs it whatever the ε-network's epoch count.
@@ -328,7 +329,7 @@ def main():
         torch.jit.script(ema).save(tmp)
         os.replace(tmp, os.path.join(args.out, "eps_unet.pt"))
         if args.keep_every and (ep + 1) % args.keep_every == 0:
-            torch.jit.script(ema).save(os.path.join(args.out, f"eps_unet_epoch{ep + 1}.pt"))
+            shutil.copyfile(os.path.join(args.out, "eps_unet.pt"), os.path.join(args.out, f"eps_unet_epoch{ep + 1}.pt"))
         record["eps_network"]["epochs"].append({"epoch": ep + 1, "mean_loss": total / n, "wall_s": epoch_times[-1],
                                                 "last_lr": lr_at(iteration[0] - 1)})
         record["eps_network"]["epochs_done"] = ep + 1
