@@ -157,6 +157,13 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant")
     ap.add_argument("--lr-min", type=float, default=0.0, help="cosine: the learning rate at the last iteration")
+    ap.add_argument("--warmup-iters", type=int, default=0,
+                    help="scale the learning rate linearly from 0 over this many first iterations")
+    ap.add_argument("--loss-weight", choices=["uniform", "min-snr"], default="uniform",
+                    help="per-timestep weight of the ε-MSE: uniform (Ho et al. 2020, L_simple), or min-snr: "
+                         "min(SNR(t), gamma) / SNR(t) (Hang et al. 2023, 'Efficient Diffusion Training via "
+                         "Min-SNR Weighting Strategy', eq. 7 for ε-prediction)")
+    ap.add_argument("--min-snr-gamma", type=float, default=5.0)
     ap.add_argument("--init", default="", help="TorchScript ε-network (eps_unet.pt) to start from (warm start)")
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
@@ -213,18 +220,31 @@ def main():
     iteration = [0]
 
     def lr_at(k):
-        """The learning rate of iteration k (0-based): constant, or cosine from --lr to --lr-min over --epochs."""
+        """The learning rate of iteration k (0-based): constant, or cosine from --lr to --lr-min over --epochs,
+        times a linear warm-up factor (k + 1) / --warmup-iters over the first --warmup-iters iterations."""
+        warm = min(1.0, (k + 1) / args.warmup_iters) if args.warmup_iters else 1.0
         if args.lr_schedule == "constant":
-            return args.lr
-        return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1.0 + math.cos(math.pi * min(k, total_iters - 1)
-                                                                             / max(1, total_iters - 1)))
+            return warm * args.lr
+        return warm * (args.lr_min + 0.5 * (args.lr - args.lr_min) * (1.0 + math.cos(math.pi * min(k, total_iters - 1)
+                                                                                    / max(1, total_iters - 1))))
+
+    snr = (abar / (1.0 - abar)).float()  # SNR(t) = ᾱ_t / (1 - ᾱ_t)
+    loss_weight = (torch.clamp(snr, max=args.min_snr_gamma) / snr if args.loss_weight == "min-snr"
+                   else torch.ones(T))
 
     def train_iter(idx):
         x0 = xtr[idx]
         t = torch.randint(0, T, (len(idx),), generator=g)
         eps = torch.randn(x0.shape, generator=g)
         xt = sqrt_ab[t][:, None, None, None] * x0 + sqrt_1mab[t][:, None, None, None] * eps
-        loss = F.mse_loss(net(xt, t), eps)
+        pred = net(xt, t)
+        if args.loss_weight == "uniform":
+            loss = F.mse_loss(pred, eps)  # kept as it was, so the committed run's command still reproduces it
+            mse = loss
+        else:
+            per_sample = (pred - eps).pow(2).mean(dim=(1, 2, 3))
+            loss = (loss_weight[t] * per_sample).mean()
+            mse = per_sample.mean()
         for group in opt.param_groups:
             group["lr"] = lr_at(iteration[0])
         iteration[0] += 1
@@ -232,7 +252,7 @@ def main():
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), net.parameters()):
                 pe.mul_(args.ema).add_(p, alpha=1.0 - args.ema)
-        return loss.item()
+        return mse.item()  # the unweighted ε-MSE, comparable across --loss-weight
 
     if args.bench_iters:
         perm = torch.randperm(len(xtr), generator=g)
@@ -248,7 +268,9 @@ def main():
     record = {"command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
               "torch": torch.__version__, "threads": args.threads, "dataset": DATA,
               "eps_network": {"parameters": nparams, "T": T, "betas": "linear 1e-4..0.02", "ema": args.ema,
-                              "batch": args.batch, "lr": args.lr,
+                              "batch": args.batch, "lr": args.lr, "warmup_iters": args.warmup_iters,
+                              "loss_weight": args.loss_weight if args.loss_weight == "uniform" else
+                              f"min-snr gamma {args.min_snr_gamma}",
                               "optimizer": "Adam, constant lr" if args.lr_schedule == "constant" else
                               f"Adam, cosine lr {args.lr} -> {args.lr_min} over {args.epochs} epochs",
                               "seeds": "torch.manual_seed(0) init, Generator(3) data/t/noise", "epochs": []},
@@ -268,10 +290,14 @@ def main():
         st = torch.load(args.state)
         if st["threads"] != args.threads or st["batch"] != args.batch or st["lr"] != args.lr or st["ema"] != args.ema \
                 or st.get("lr_schedule", "constant") != args.lr_schedule or st.get("lr_min", 0.0) != args.lr_min \
+                or st.get("warmup_iters", 0) != args.warmup_iters or st.get("loss_weight", "uniform") != args.loss_weight \
+                or st.get("min_snr_gamma", 5.0) != args.min_snr_gamma \
                 or (args.lr_schedule == "cosine" and st.get("epochs") != args.epochs):
             sys.exit(f"train.py: {args.state} was written with threads {st['threads']}, batch {st['batch']}, lr "
                      f"{st['lr']}, ema {st['ema']}, lr schedule {st.get('lr_schedule', 'constant')} (lr min "
-                     f"{st.get('lr_min', 0.0)}, over {st.get('epochs')} epochs): resume with the same values (a "
+                     f"{st.get('lr_min', 0.0)}, over {st.get('epochs')} epochs), warm-up {st.get('warmup_iters', 0)}, loss "
+                     f"weight {st.get('loss_weight', 'uniform')} (gamma {st.get('min_snr_gamma', 5.0)}): resume with "
+                     f"the same values (a "
                      f"cosine schedule spans --epochs, so it must match too)")
         net.load_state_dict(st["net"])
         ema.load_state_dict(st["ema_net"])
@@ -289,7 +315,8 @@ def main():
         torch.save({"epoch": epoch, "net": net.state_dict(), "ema_net": ema.state_dict(), "opt": opt.state_dict(),
                     "generator": g.get_state(), "record": record, "threads": args.threads, "batch": args.batch,
                     "lr": args.lr, "ema": args.ema, "lr_schedule": args.lr_schedule, "lr_min": args.lr_min,
-                    "epochs": args.epochs}, tmp)
+                    "epochs": args.epochs, "warmup_iters": args.warmup_iters, "loss_weight": args.loss_weight,
+                    "min_snr_gamma": args.min_snr_gamma}, tmp)
         os.replace(tmp, args.state)
 
     # The classifier first: it is cheap, and the table needs it whatever the ε-network's epoch count.
