@@ -216,6 +216,9 @@ TEST_CASE("DPM-Solver: bad orders, algorithms and grids", "[solvers][dpm][errors
   o = {};
   o.algorithm = static_cast<dpm_algorithm>(9);
   CHECK_ERROR(dpm_solver_sampler(g, o), std::invalid_argument, "dpm_solver_sampler", "solver.algorithm", "(got 9)");
+  o = {};
+  o.solver_type = static_cast<dpm_solver_type>(5);
+  CHECK_ERROR(dpm_solver_sampler(g, o), std::invalid_argument, "dpm_solver_sampler", "solver.solver_type", "(got 5)");
   sampler_options clip;
   clip.processing = x0_processing::clip();
   CHECK_ERROR(dpm_solver_sampler(g, {}, clip), std::invalid_argument, "dpm_solver_sampler", "options.processing",

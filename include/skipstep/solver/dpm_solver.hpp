@@ -67,6 +67,23 @@ namespace detail {
   return o;
 }
 
+/// The option checks both DPM-Solver samplers (multistep and single-step) share: the order, the enum values (a cast
+/// from an int can hold any), SDE order 3 (diffusers' third order has no SDE form) and clipping (diffusers' DPM
+/// schedulers threshold or do nothing).
+inline void check_dpm_options(const char* fn, int order, dpm_algorithm algorithm, dpm_solver_type solver_type,
+                              const sampler_options& options) {
+  if (order < 1 || order > 3) throw_invalid(fn, "solver.order", "must be 1, 2 or 3", order);
+  if (static_cast<int>(algorithm) < 0 || static_cast<int>(algorithm) > 3)
+    throw_invalid(fn, "solver.algorithm", "is not a dpm_algorithm value", static_cast<int>(algorithm));
+  if (dpm_stochastic(algorithm) && order == 3)
+    throw_invalid(fn, "solver.order", "must be 1 or 2 for the SDE variants (diffusers' third order has no SDE form)",
+                  order);
+  if (solver_type != dpm_solver_type::midpoint && solver_type != dpm_solver_type::heun)
+    throw_invalid(fn, "solver.solver_type", "is not a dpm_solver_type value", static_cast<int>(solver_type));
+  if (options.processing.mode == x0_processing::kind::clip)
+    throw_invalid(fn, "options.processing", "supports none or dynamic_threshold (diffusers' thresholding)", "clip");
+}
+
 /// (e^{−h} − 1)/h + 1 and (e^{−h} − 1 + h)/h² − ½ of DPM-Solver++'s second- and third-order terms, by their series
 /// near h = 0 (both → 0) and their limits at h = +inf (1 and −½): diffusers evaluates them as written, which is
 /// NaN at h = 0 (a repeated level).
@@ -128,18 +145,7 @@ class dpm_solver_sampler : public sampler {
                                 "must be in [0, 1] and decreasing for a flow grid", grid.sigmas[i]);
     }
     detail::check_sigma_solver_options(fn, options);
-    if (solver.order < 1 || solver.order > 3)
-      detail::throw_invalid(fn, "solver.order", "must be 1, 2 or 3", solver.order);
-    if (stochastic(solver.algorithm) && solver.order == 3)
-      detail::throw_invalid(fn, "solver.order", "must be 1 or 2 for the SDE variants", solver.order);
-    if (static_cast<int>(solver.algorithm) < 0 || static_cast<int>(solver.algorithm) > 3)
-      detail::throw_invalid(fn, "solver.algorithm", "is not a dpm_algorithm value", static_cast<int>(solver.algorithm));
-    if (solver.solver_type != dpm_solver_type::midpoint && solver.solver_type != dpm_solver_type::heun)
-      detail::throw_invalid(fn, "solver.solver_type", "is not a dpm_solver_type value",
-                            static_cast<int>(solver.solver_type));
-    if (options.processing.mode == x0_processing::kind::clip)
-      detail::throw_invalid(fn, "options.processing", "supports none or dynamic_threshold (diffusers' thresholding)",
-                            "clip");
+    detail::check_dpm_options(fn, solver.order, solver.algorithm, solver.solver_type, options);
     const bool flow = solver.path == grid_path::flow;
     const std::size_t n = grid.size();
     const auto level_at = [&](double v) { return flow ? level::flow(v) : level::from_sigma_tilde(v); };

@@ -120,20 +120,7 @@ class dpm_solver_singlestep_sampler : public sampler {
     const sampler_options options = adjusted(solver, options_in);
     validate_sigma_grid(fn, grid);
     detail::check_sigma_solver_options(fn, options);
-    if (solver.order < 1 || solver.order > 3)
-      detail::throw_invalid(fn, "solver.order", "must be 1, 2 or 3", solver.order);
-    if (static_cast<int>(solver.algorithm) < 0 || static_cast<int>(solver.algorithm) > 3)
-      detail::throw_invalid(fn, "solver.algorithm", "is not a dpm_algorithm value", static_cast<int>(solver.algorithm));
-    if (stochastic(solver.algorithm) && solver.order == 3)
-      detail::throw_invalid(fn, "solver.order",
-                            "must be 1 or 2 for the SDE variants (diffusers' third order has no SDE form)",
-                            solver.order);
-    if (solver.solver_type != dpm_solver_type::midpoint && solver.solver_type != dpm_solver_type::heun)
-      detail::throw_invalid(fn, "solver.solver_type", "is not a dpm_solver_type value",
-                            static_cast<int>(solver.solver_type));
-    if (options.processing.mode == x0_processing::kind::clip)
-      detail::throw_invalid(fn, "options.processing", "supports none or dynamic_threshold (diffusers' thresholding)",
-                            "clip");
+    detail::check_dpm_options(fn, solver.order, solver.algorithm, solver.solver_type, options);
     if (options.prediction == prediction_type::flow)
       detail::throw_invalid(fn, "options.prediction", "is flow: this solver runs on VP levels", "flow");
     const std::size_t n = grid.size();
