@@ -229,8 +229,7 @@ def main():
                                                                                     / max(1, total_iters - 1))))
 
     snr = (abar / (1.0 - abar)).float()  # SNR(t) = ᾱ_t / (1 - ᾱ_t)
-    loss_weight = (torch.clamp(snr, max=args.min_snr_gamma) / snr if args.loss_weight == "min-snr"
-                   else torch.ones(T))
+    min_snr_weight = torch.clamp(snr, max=args.min_snr_gamma) / snr  # used by --loss-weight min-snr only
 
     def train_iter(idx):
         x0 = xtr[idx]
@@ -243,7 +242,7 @@ def main():
             mse = loss
         else:
             per_sample = (pred - eps).pow(2).mean(dim=(1, 2, 3))
-            loss = (loss_weight[t] * per_sample).mean()
+            loss = (min_snr_weight[t] * per_sample).mean()
             mse = per_sample.mean()
         for group in opt.param_groups:
             group["lr"] = lr_at(iteration[0])
@@ -290,15 +289,16 @@ def main():
         st = torch.load(args.state)
         if st["threads"] != args.threads or st["batch"] != args.batch or st["lr"] != args.lr or st["ema"] != args.ema \
                 or st.get("lr_schedule", "constant") != args.lr_schedule or st.get("lr_min", 0.0) != args.lr_min \
-                or st.get("warmup_iters", 0) != args.warmup_iters or st.get("loss_weight", "uniform") != args.loss_weight \
+                or st.get("warmup_iters", 0) != args.warmup_iters \
+                or st.get("loss_weight", "uniform") != args.loss_weight \
                 or st.get("min_snr_gamma", 5.0) != args.min_snr_gamma \
                 or (args.lr_schedule == "cosine" and st.get("epochs") != args.epochs):
             sys.exit(f"train.py: {args.state} was written with threads {st['threads']}, batch {st['batch']}, lr "
                      f"{st['lr']}, ema {st['ema']}, lr schedule {st.get('lr_schedule', 'constant')} (lr min "
-                     f"{st.get('lr_min', 0.0)}, over {st.get('epochs')} epochs), warm-up {st.get('warmup_iters', 0)}, loss "
-                     f"weight {st.get('loss_weight', 'uniform')} (gamma {st.get('min_snr_gamma', 5.0)}): resume with "
-                     f"the same values (a "
-                     f"cosine schedule spans --epochs, so it must match too)")
+                     f"{st.get('lr_min', 0.0)}, over {st.get('epochs')} epochs), warm-up "
+                     f"{st.get('warmup_iters', 0)}, loss weight {st.get('loss_weight', 'uniform')} (gamma "
+                     f"{st.get('min_snr_gamma', 5.0)}): resume with the same values (a cosine schedule spans "
+                     f"--epochs, so it must match too)")
         net.load_state_dict(st["net"])
         ema.load_state_dict(st["ema_net"])
         opt.load_state_dict(st["opt"])
